@@ -1,0 +1,60 @@
+# The verbs a person types. Every target installs what it needs on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+
+.PHONY: install dev test test-unit lint format build requirements bench deploy clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## dev: run the whole service locally on http://127.0.0.1:3000
+dev: $(STAMP)
+	$(BIN)/python -m local.dev
+
+## test: every test suite (unit, integration, contract)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/python scripts/generate_layer_requirements.py --check
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## requirements: regenerate the layer's requirements.txt from pyproject.toml
+requirements: $(STAMP)
+	$(BIN)/python scripts/generate_layer_requirements.py
+
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli
+
+## build: sam build (the layer gets python3.13 wheels even on a 3.11 machine)
+build: $(SAM)
+	$(SAM) build --template template.yaml
+
+## deploy: first time `make deploy`, which runs the guided deploy and saves samconfig.toml
+deploy: build
+	$(SAM) deploy --guided
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache

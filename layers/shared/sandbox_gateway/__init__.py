@@ -1,0 +1,1 @@
+"""Sandbox Gateway: stateful, sandboxed code-execution sessions behind one HTTP API."""

@@ -1,0 +1,243 @@
+"""Sessions in one DynamoDB table, keyed by tenant so one tenant cannot address another's item."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sandbox_gateway.models.environment import Provider
+from sandbox_gateway.models.errors import InvalidPageToken, StorageUnavailable
+from sandbox_gateway.models.session import Session, SessionStatus
+from sandbox_gateway.ports import SessionPage
+
+# Ended sessions stay readable (410 with their final status) this long after they expire;
+# then DynamoDB's TTL removes them (TTL itself may run a day or two late).
+RETENTION_SECONDS = 7 * 24 * 3600
+_LIVE = (SessionStatus.CREATING.value, SessionStatus.ACTIVE.value)
+
+
+def _pk(tenant_id: str) -> str:
+    return f"TENANT#{tenant_id}"
+
+
+def _sk(session_id: str) -> str:
+    return f"SESSION#{session_id}"
+
+
+class DynamoDBSessionRepository:
+    def __init__(self, table: Any) -> None:
+        """`table` is a boto3 `Table` resource."""
+        self._table = table
+
+    # --- reads ---------------------------------------------------------------------------
+    def get(self, tenant_id: str, session_id: str) -> Session | None:
+        response = self._call(
+            self._table.get_item,
+            Key={"pk": _pk(tenant_id), "sk": _sk(session_id)},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return _to_session(item) if item else None
+
+    def list(self, tenant_id: str, limit: int, page_token: str | None) -> SessionPage:
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": _pk(tenant_id), ":prefix": "SESSION#"},
+            # Session ids start with their creation time, so descending sort keys are newest first.
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if page_token:
+            query["ExclusiveStartKey"] = _decode_token(page_token, tenant_id)
+        response = self._call(self._table.query, **query)
+        last_key = response.get("LastEvaluatedKey")
+        return SessionPage(
+            sessions=[_to_session(item) for item in response.get("Items", [])],
+            next_token=_encode_token(last_key) if last_key else None,
+        )
+
+    # --- writes: every one conditional --------------------------------------------------------
+    def put_new(self, session: Session) -> None:
+        self._call(
+            self._table.put_item,
+            Item=_to_item(session),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def activate(self, session: Session, sandbox_id: str, now: int) -> Session | None:
+        return self._update(
+            session,
+            "SET #status = :active, sandbox_id = :sandbox, updated_at = :now",
+            "#status = :creating AND expires_at > :now",
+            {
+                ":active": SessionStatus.ACTIVE.value,
+                ":creating": SessionStatus.CREATING.value,
+                ":sandbox": sandbox_id,
+                ":now": now,
+            },
+        )
+
+    def mark_failed(self, session: Session, reason: str, now: int) -> Session | None:
+        return self._update(
+            session,
+            "SET #status = :failed, failure_reason = :reason, updated_at = :now REMOVE lease_id, lease_until",
+            "#status IN (:creating, :active)",
+            {
+                ":failed": SessionStatus.FAILED.value,
+                ":reason": reason,
+                ":now": now,
+                ":creating": _LIVE[0],
+                ":active": _LIVE[1],
+            },
+        )
+
+    def close(self, session: Session, now: int) -> Session | None:
+        for final, clock_condition in (
+            (SessionStatus.CLOSED, "expires_at > :now"),
+            (SessionStatus.EXPIRED, "expires_at <= :now"),
+        ):
+            updated = self._update(
+                session,
+                "SET #status = :final, closed_at = :now, updated_at = :now REMOVE lease_id, lease_until",
+                f"#status IN (:creating, :active) AND {clock_condition}",
+                {":final": final.value, ":now": now, ":creating": _LIVE[0], ":active": _LIVE[1]},
+            )
+            if updated is not None:
+                return updated
+        return None
+
+    def extend(self, session: Session, expires_at: int, now: int) -> Session | None:
+        return self._update(
+            session,
+            "SET expires_at = :expires, purge_at = :purge, updated_at = :now",
+            "#status = :active AND expires_at > :now",
+            {
+                ":expires": expires_at,
+                ":purge": expires_at + RETENTION_SECONDS,
+                ":now": now,
+                ":active": SessionStatus.ACTIVE.value,
+            },
+        )
+
+    def acquire_lease(self, session: Session, lease_id: str, until: int, now: int) -> bool:
+        updated = self._update(
+            session,
+            "SET lease_id = :lease, lease_until = :until",
+            "#status = :active AND expires_at > :now "
+            "AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+            {":lease": lease_id, ":until": until, ":now": now, ":active": SessionStatus.ACTIVE.value},
+        )
+        return updated is not None
+
+    def release_lease(self, session: Session, lease_id: str) -> None:
+        self._update(
+            session,
+            "REMOVE lease_id, lease_until",
+            "lease_id = :lease",
+            {":lease": lease_id},
+            with_status_name=False,
+        )
+
+    # --- plumbing ----------------------------------------------------------------------------
+    def _update(
+        self,
+        session: Session,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        *,
+        with_status_name: bool = True,
+    ) -> Session | None:
+        """Run a conditional update; None when the condition failed (the item moved on)."""
+        request: dict[str, Any] = {
+            "Key": {"pk": _pk(session.tenant_id), "sk": _sk(session.session_id)},
+            "UpdateExpression": update,
+            # attribute_exists(pk): an update must never create an item.
+            "ConditionExpression": f"attribute_exists(pk) AND ({condition})",
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+        }
+        if with_status_name:
+            request["ExpressionAttributeNames"] = {"#status": "status"}
+        try:
+            response = self._table.update_item(**request)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+        return _to_session(response["Attributes"])
+
+    @staticmethod
+    def _call(method: Any, **kwargs: Any) -> Any:
+        try:
+            return method(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+
+
+def _to_item(session: Session) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": _pk(session.tenant_id),
+        "sk": _sk(session.session_id),
+        "session_id": session.session_id,
+        "tenant_id": session.tenant_id,
+        "agent": session.agent,
+        "environment": session.environment,
+        "provider": session.provider.value,
+        "status": session.status.value,
+        "created_at": session.created_at,
+        "updated_at": session.updated_at,
+        "expires_at": session.expires_at,
+        "purge_at": session.expires_at + RETENTION_SECONDS,
+        "metadata": dict(session.metadata),
+    }
+    for optional in ("sandbox_id", "failure_reason", "closed_at"):
+        value = getattr(session, optional)
+        if value is not None:
+            item[optional] = value
+    return item
+
+
+def _to_session(item: dict[str, Any]) -> Session:
+    return Session(
+        session_id=item["session_id"],
+        tenant_id=item["tenant_id"],
+        agent=item["agent"],
+        environment=item["environment"],
+        provider=Provider(item["provider"]),
+        status=SessionStatus(item["status"]),
+        created_at=int(item["created_at"]),
+        updated_at=int(item["updated_at"]),
+        expires_at=int(item["expires_at"]),
+        sandbox_id=item.get("sandbox_id"),
+        metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
+        failure_reason=item.get("failure_reason"),
+        closed_at=int(item["closed_at"]) if item.get("closed_at") is not None else None,
+    )
+
+
+def _encode_token(key: dict[str, Any]) -> str:
+    raw = json.dumps({"pk": key["pk"], "sk": key["sk"]}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str, tenant_id: str) -> dict[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        key = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidPageToken("next_token is not a token this API issued") from exc
+    if (
+        not isinstance(key, dict)
+        or key.get("pk") != _pk(tenant_id)  # a token never pages through another tenant
+        or not isinstance(key.get("sk"), str)
+        or not key["sk"].startswith("SESSION#")
+    ):
+        raise InvalidPageToken("next_token is not a token this API issued")
+    return {"pk": key["pk"], "sk": key["sk"]}

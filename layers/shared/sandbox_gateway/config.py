@@ -1,0 +1,93 @@
+"""Settings read from the environment once per cold start; nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from sandbox_gateway.models.environment import Environment
+
+
+class Settings(BaseModel):
+    """Everything the service can be configured with (see README, "Configuration")."""
+
+    table_name: str = "sandbox-gateway-sessions"
+    dynamodb_endpoint_url: str | None = None
+    default_tenant_id: str = "default"
+
+    e2b_api_key: str | None = Field(default=None, repr=False)
+    e2b_api_key_secret_id: str | None = None
+    e2b_api_url: str | None = None  # the local E2B-compatible host; unset = E2B's cloud
+    e2b_sandbox_url: str | None = None
+    e2b_request_timeout_seconds: float = Field(default=10.0, gt=0, le=25)
+
+    session_timeout_default_seconds: int = Field(default=900, ge=60)
+    session_timeout_max_seconds: int = Field(default=3600, ge=60, le=86_400)
+    execution_timeout_default_seconds: int = Field(default=20, ge=1)
+    # API Gateway cuts every request at 30 s: an execution must finish (or be reported as
+    # timed out) well before that, including the round trips around it.
+    execution_timeout_max_seconds: int = Field(default=25, ge=1, le=27)
+    execution_lease_seconds: int = Field(default=30, ge=5)
+
+    max_response_bytes: int = Field(default=5_000_000, ge=10_000, le=5_800_000)
+    max_file_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=4_300_000)
+    max_code_bytes: int = Field(default=1_000_000, ge=1024, le=4_000_000)
+
+    allowed_roots: tuple[str, ...] = ("/workspace", "/home/user", "/tmp")  # noqa: S108 - sandbox paths
+    workspace_root: str = "/workspace"
+
+    local_mode: bool = False
+    custom_environments: tuple[Environment, ...] = ()
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Settings:
+        if self.session_timeout_default_seconds > self.session_timeout_max_seconds:
+            raise ValueError("SESSION_TIMEOUT_DEFAULT_SECONDS exceeds SESSION_TIMEOUT_MAX_SECONDS")
+        if self.execution_timeout_default_seconds > self.execution_timeout_max_seconds:
+            raise ValueError("EXECUTION_TIMEOUT_DEFAULT_SECONDS exceeds EXECUTION_TIMEOUT_MAX_SECONDS")
+        if self.workspace_root not in self.allowed_roots:
+            raise ValueError("WORKSPACE_ROOT must be one of ALLOWED_ROOTS")
+        return self
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        raw: dict[str, object] = {}
+        for name in cls.model_fields:
+            value = env.get(name.upper())
+            if value is not None and value != "":
+                raw[name] = value
+        # `sam local` sets AWS_SAM_LOCAL=true inside its function containers.
+        if env.get("AWS_SAM_LOCAL", "").lower() == "true":
+            raw["local_mode"] = True
+        if "custom_environments" in raw:
+            raw["custom_environments"] = _parse_json_list(str(raw["custom_environments"]))
+        return cls.model_validate(raw)
+
+
+def _parse_json_list(text: str) -> list[object]:
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"CUSTOM_ENVIRONMENTS is not valid JSON: {exc.msg}") from exc
+    if not isinstance(parsed, list):
+        raise ValueError("CUSTOM_ENVIRONMENTS must be a JSON list of environment objects")
+    return parsed
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_environ()
+
+
+__all__ = ["Settings", "ValidationError", "get_settings"]

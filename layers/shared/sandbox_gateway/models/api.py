@@ -1,0 +1,220 @@
+"""Request and response models of the HTTP API (they also drive validation and the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from sandbox_gateway.models.environment import Environment
+from sandbox_gateway.models.execution import ExecutionOutcome
+from sandbox_gateway.models.files import FileEntry
+from sandbox_gateway.models.session import Session
+
+SessionId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+MAX_METADATA_ENTRIES = 16
+MAX_ENVS = 32
+
+
+class _Request(BaseModel):
+    # A misspelt field is an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+def _bounded_map(value: dict[str, str], limit: int, what: str) -> dict[str, str]:
+    if len(value) > limit:
+        raise ValueError(f"{what} may hold at most {limit} entries")
+    return value
+
+
+class CreateSessionRequest(_Request):
+    agent: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
+        "code_executor"
+    )
+    environment: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "e2b-python"
+    provider: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    timeout_seconds: int | None = Field(default=None, ge=60, le=86_400, description="session lifetime")
+    metadata: dict[MetadataKey, Annotated[str, StringConstraints(max_length=256)]] = Field(
+        default_factory=dict
+    )
+    envs: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _few_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        return _bounded_map(value, MAX_METADATA_ENTRIES, "metadata")
+
+    @field_validator("envs")
+    @classmethod
+    def _few_envs(cls, value: dict[str, str]) -> dict[str, str]:
+        return _bounded_map(value, MAX_ENVS, "envs")
+
+
+class KeepAliveRequest(_Request):
+    timeout_seconds: int | None = Field(default=None, ge=60, le=86_400, description="new lifetime from now")
+
+
+class ExecuteRequest(_Request):
+    session_id: SessionId
+    code: str
+    language: Annotated[str, StringConstraints(max_length=32)] | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1, le=300)
+    envs: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict)
+
+    @field_validator("envs")
+    @classmethod
+    def _few_envs(cls, value: dict[str, str]) -> dict[str, str]:
+        return _bounded_map(value, MAX_ENVS, "envs")
+
+
+class WriteFileRequest(_Request):
+    session_id: SessionId
+    file_path: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    content: str = Field(description="file content, standard base64 with padding")
+
+
+def _iso(epoch_seconds: int | None) -> str | None:
+    if epoch_seconds is None:
+        return None
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class SessionResponse(BaseModel):
+    session_id: str
+    status: str
+    agent: str
+    environment: str
+    provider: str
+    created_at: str
+    expires_at: str
+    updated_at: str
+    closed_at: str | None = None
+    failure_reason: str | None = None
+    metadata: dict[str, str]
+
+    @classmethod
+    def from_domain(cls, session: Session) -> SessionResponse:
+        return cls(
+            session_id=session.session_id,
+            status=session.status.value,
+            agent=session.agent,
+            environment=session.environment,
+            provider=session.provider.value,
+            created_at=_iso(session.created_at) or "",
+            expires_at=_iso(session.expires_at) or "",
+            updated_at=_iso(session.updated_at) or "",
+            closed_at=_iso(session.closed_at),
+            failure_reason=session.failure_reason,
+            metadata=session.metadata,
+        )
+
+
+class SessionListResponse(BaseModel):
+    sessions: list[SessionResponse]
+    next_token: str | None = None
+
+
+class EnvironmentResponse(BaseModel):
+    name: str
+    provider: str
+    default_language: str
+    languages: list[str]
+    description: str
+    allow_internet_access: bool
+
+    @classmethod
+    def from_domain(cls, env: Environment) -> EnvironmentResponse:
+        return cls(
+            name=env.name,
+            provider=env.provider.value,
+            default_language=env.default_language.value,
+            languages=[lang.value for lang in env.languages],
+            description=env.description,
+            allow_internet_access=env.allow_internet_access,
+        )
+
+
+class EnvironmentListResponse(BaseModel):
+    environments: list[EnvironmentResponse]
+
+
+class ExecutionErrorResponse(BaseModel):
+    name: str
+    value: str
+    traceback: str
+
+
+class ExecuteResponse(BaseModel):
+    session_id: str
+    language: str
+    status: str = Field(description="ok | error | timeout | oom")
+    stdout: str
+    stderr: str
+    results: list[dict[str, Any]] = Field(description="rich outputs: text, html, png (base64), …")
+    error: ExecutionErrorResponse | None = None
+    execution_count: int | None = None
+    truncated: bool = False
+    duration_ms: float
+    sandbox_duration_ms: float
+
+    @classmethod
+    def from_domain(
+        cls, session_id: str, language: str, outcome: ExecutionOutcome, duration_ms: float
+    ) -> ExecuteResponse:
+        return cls(
+            session_id=session_id,
+            language=language,
+            status=outcome.status.value,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
+            results=[
+                {"is_main_result": r.is_main_result, "formats": sorted(r.formats), **r.formats}
+                for r in outcome.results
+            ],
+            error=ExecutionErrorResponse(**vars(outcome.error)) if outcome.error else None,
+            execution_count=outcome.execution_count,
+            truncated=outcome.truncated,
+            duration_ms=round(duration_ms, 2),
+            sandbox_duration_ms=round(outcome.sandbox_duration_ms, 2),
+        )
+
+
+class FileEntryResponse(BaseModel):
+    name: str
+    path: str
+    type: str
+    size: int | None = None
+    modified_at: str | None = None
+
+    @classmethod
+    def from_domain(cls, entry: FileEntry) -> FileEntryResponse:
+        return cls(
+            name=entry.name,
+            path=entry.path,
+            type=entry.type.value,
+            size=entry.size,
+            modified_at=entry.modified_at,
+        )
+
+
+class FileListResponse(BaseModel):
+    session_id: str
+    directory: str
+    entries: list[FileEntryResponse]
+
+
+class FileContentResponse(BaseModel):
+    session_id: str
+    path: str
+    size: int
+    encoding: str = "base64"
+    content: str
+
+
+class FileWrittenResponse(BaseModel):
+    session_id: str
+    path: str
+    size: int

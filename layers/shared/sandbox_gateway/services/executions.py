@@ -1,0 +1,73 @@
+"""Running code in a session: one execution at a time per session, bounded in time and size."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from sandbox_gateway.catalogue import resolve_language
+from sandbox_gateway.config import Settings
+from sandbox_gateway.models.environment import Language
+from sandbox_gateway.models.errors import PayloadTooLarge, SandboxGone, SessionBusy
+from sandbox_gateway.models.execution import CodeRun, ExecutionOutcome
+from sandbox_gateway.models.session import Session
+from sandbox_gateway.ports import SessionRepository
+from sandbox_gateway.services.output_budget import fit_outcome
+from sandbox_gateway.services.sessions import SessionService
+
+
+@dataclass(frozen=True)
+class ExecutionReport:
+    session: Session
+    language: Language
+    outcome: ExecutionOutcome
+    duration_ms: float
+
+
+class ExecutionService:
+    def __init__(self, sessions: SessionService, repository: SessionRepository, settings: Settings) -> None:
+        self._sessions = sessions
+        self._leases = repository
+        self._settings = settings
+
+    def execute(
+        self,
+        tenant_id: str,
+        session_id: str,
+        *,
+        code: str,
+        language: str | None,
+        timeout_seconds: int | None,
+        envs: dict[str, str],
+    ) -> ExecutionReport:
+        started = time.perf_counter()
+        if len(code.encode("utf-8", errors="surrogatepass")) > self._settings.max_code_bytes:
+            raise PayloadTooLarge(f"code is larger than {self._settings.max_code_bytes} bytes")
+        usable = self._sessions.require_usable(tenant_id, session_id)
+        run = CodeRun(
+            code=code,
+            language=resolve_language(language, usable.environment),
+            timeout_seconds=timeout_seconds or self._settings.execution_timeout_default_seconds,
+            envs=dict(envs),
+        )
+        lease_id = secrets.token_hex(8)
+        now = self._sessions.now()
+        # Two executions interleaving in one kernel would corrupt each other's state.
+        lease_until = now + run.timeout_seconds + self._settings.execution_lease_seconds
+        if not self._leases.acquire_lease(usable.session, lease_id, lease_until, now):
+            self._sessions.require_usable(tenant_id, session_id)  # raises if it ended meanwhile
+            raise SessionBusy(
+                f"session '{session_id}' is running another execution; retry when it finishes",
+                retry_after_seconds=1,
+            )
+        try:
+            outcome = usable.provider.execute(usable.ref, run)
+        except SandboxGone as gone:
+            self._sessions.report_sandbox_gone(usable, gone)
+            raise
+        finally:
+            self._leases.release_lease(usable.session, lease_id)
+        outcome = fit_outcome(outcome, self._settings.max_response_bytes)
+        duration_ms = (time.perf_counter() - started) * 1000
+        return ExecutionReport(usable.session, run.language, outcome, duration_ms)

@@ -1,0 +1,101 @@
+"""Small cached factories that build the services with their adapters, once per warm container."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import boto3
+
+from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
+from sandbox_gateway.adapters.e2b import E2BSandboxProvider
+from sandbox_gateway.adapters.secrets import e2b_api_key_source
+from sandbox_gateway.catalogue import EnvironmentCatalogue
+from sandbox_gateway.config import Settings, get_settings
+from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
+from sandbox_gateway.models.errors import ProviderNotAllowed, ProviderUnavailable
+from sandbox_gateway.ports import SandboxProvider, SessionRepository
+from sandbox_gateway.services.executions import ExecutionService
+from sandbox_gateway.services.files import FileService
+from sandbox_gateway.services.sessions import SessionService
+
+_overrides: dict[object, object] = {}
+
+
+def enabled_providers(settings: Settings) -> set[Provider]:
+    # Docker runs untrusted code on the host it is on: acceptable on a developer's machine only.
+    return {Provider.E2B, Provider.DOCKER} if settings.local_mode else {Provider.E2B}
+
+
+@cache
+def catalogue() -> EnvironmentCatalogue:
+    settings = get_settings()
+    return EnvironmentCatalogue(
+        [*BUILT_IN_ENVIRONMENTS, *settings.custom_environments], enabled_providers(settings)
+    )
+
+
+@cache
+def session_repository() -> SessionRepository:
+    if "repository" in _overrides:
+        return _overrides["repository"]  # type: ignore[return-value]
+    settings = get_settings()
+    resource = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
+    return DynamoDBSessionRepository(resource.Table(settings.table_name))
+
+
+@cache
+def e2b_provider() -> E2BSandboxProvider:
+    settings = get_settings()
+    return E2BSandboxProvider(
+        e2b_api_key_source(settings),
+        request_timeout_seconds=settings.e2b_request_timeout_seconds,
+        api_url=settings.e2b_api_url,
+        sandbox_url=settings.e2b_sandbox_url,
+    )
+
+
+def provider_for(provider: Provider) -> SandboxProvider:
+    if provider in _overrides:
+        return _overrides[provider]  # type: ignore[return-value]
+    if provider not in enabled_providers(get_settings()):
+        raise ProviderNotAllowed(f"provider '{provider}' is only available in local development")
+    if provider == Provider.E2B:
+        return e2b_provider()
+    raise ProviderUnavailable(f"provider '{provider}' is not available in this build")
+
+
+@cache
+def session_service() -> SessionService:
+    return SessionService(session_repository(), provider_for, catalogue(), get_settings())
+
+
+@cache
+def execution_service() -> ExecutionService:
+    return ExecutionService(session_service(), session_repository(), get_settings())
+
+
+@cache
+def file_service() -> FileService:
+    return FileService(session_service(), get_settings())
+
+
+def override(key: object, value: object) -> None:
+    """Tests: use `value` for a provider (by Provider) or for "repository"."""
+    _overrides[key] = value
+    reset(keep_overrides=True)
+
+
+def reset(*, keep_overrides: bool = False) -> None:
+    """Tests: forget every cached object so the next call reads settings afresh."""
+    if not keep_overrides:
+        _overrides.clear()
+    get_settings.cache_clear()
+    for factory in (
+        catalogue,
+        session_repository,
+        e2b_provider,
+        session_service,
+        execution_service,
+        file_service,
+    ):
+        factory.cache_clear()

@@ -1,0 +1,141 @@
+"""DynamoDBSessionRepository under moto: tenant scoping and conditional state changes."""
+
+from __future__ import annotations
+
+import pytest
+from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
+from sandbox_gateway.models.environment import Provider
+from sandbox_gateway.models.errors import InvalidPageToken
+from sandbox_gateway.models.session import Session, SessionStatus, new_session_id
+
+NOW = 1_800_000_000
+
+
+def make_session(tenant: str = "t1", *, created: int = NOW, lifetime: int = 600) -> Session:
+    return Session(
+        session_id=new_session_id(created),
+        tenant_id=tenant,
+        agent="code_executor",
+        environment="e2b-python",
+        provider=Provider.E2B,
+        status=SessionStatus.CREATING,
+        created_at=created,
+        updated_at=created,
+        expires_at=created + lifetime,
+        metadata={"k": "v"},
+    )
+
+
+def active(repository: DynamoDBSessionRepository, session: Session) -> Session:
+    repository.put_new(session)
+    activated = repository.activate(session, "sbx-1", NOW)
+    assert activated is not None
+    return activated
+
+
+def test_put_then_get_round_trips_every_field(repository: DynamoDBSessionRepository) -> None:
+    session = make_session()
+    repository.put_new(session)
+    assert repository.get("t1", session.session_id) == session
+
+
+def test_get_is_scoped_by_tenant(repository: DynamoDBSessionRepository) -> None:
+    session = make_session("t1")
+    repository.put_new(session)
+    assert repository.get("t2", session.session_id) is None
+
+
+def test_activate_only_from_creating_and_only_before_expiry(repository: DynamoDBSessionRepository) -> None:
+    session = make_session()
+    repository.put_new(session)
+
+    assert repository.activate(session, "sbx-1", NOW + 601) is None  # expired meanwhile
+    activated = repository.activate(session, "sbx-1", NOW)
+    assert (
+        activated is not None and activated.status == SessionStatus.ACTIVE and activated.sandbox_id == "sbx-1"
+    )
+    assert repository.activate(session, "sbx-2", NOW) is None  # not twice
+
+
+def test_updates_never_create_an_item(repository: DynamoDBSessionRepository) -> None:
+    ghost = make_session()
+    assert repository.activate(ghost, "sbx", NOW) is None
+    assert repository.mark_failed(ghost, "x", NOW) is None
+    assert repository.get("t1", ghost.session_id) is None
+
+
+def test_close_before_expiry_is_closed_and_after_is_expired(repository: DynamoDBSessionRepository) -> None:
+    first, second = active(repository, make_session()), active(repository, make_session(created=NOW + 1))
+
+    closed = repository.close(first, NOW + 10)
+    expired = repository.close(second, NOW + 10_000)
+
+    assert closed is not None and closed.status == SessionStatus.CLOSED and closed.closed_at == NOW + 10
+    assert expired is not None and expired.status == SessionStatus.EXPIRED
+    assert repository.close(first, NOW + 20) is None  # ended sessions stay ended
+
+
+def test_extend_is_refused_once_expired_or_closed(repository: DynamoDBSessionRepository) -> None:
+    session = active(repository, make_session())
+
+    assert repository.extend(session, NOW + 5000, NOW + 601) is None  # past expiry: no resurrection
+    extended = repository.extend(session, NOW + 5000, NOW + 100)
+    assert extended is not None and extended.expires_at == NOW + 5000
+    repository.close(session, NOW + 200)
+    assert repository.extend(session, NOW + 9000, NOW + 300) is None
+
+
+def test_mark_failed_ends_a_live_session_only(repository: DynamoDBSessionRepository) -> None:
+    session = active(repository, make_session())
+    failed = repository.mark_failed(session, "sandbox_gone", NOW)
+    assert (
+        failed is not None
+        and failed.status == SessionStatus.FAILED
+        and failed.failure_reason == "sandbox_gone"
+    )
+    assert repository.mark_failed(session, "again", NOW) is None
+
+
+def test_lease_is_exclusive_until_released_or_lapsed(repository: DynamoDBSessionRepository) -> None:
+    session = active(repository, make_session())
+
+    assert repository.acquire_lease(session, "a", NOW + 30, NOW)
+    assert not repository.acquire_lease(session, "b", NOW + 30, NOW + 1)
+    repository.release_lease(session, "b")  # not the holder: no effect
+    assert not repository.acquire_lease(session, "b", NOW + 30, NOW + 2)
+    repository.release_lease(session, "a")
+    assert repository.acquire_lease(session, "b", NOW + 40, NOW + 3)
+    # A holder that crashed never releases; its lease lapses.
+    assert repository.acquire_lease(session, "c", NOW + 100, NOW + 41)
+
+
+def test_lease_refused_for_expired_session(repository: DynamoDBSessionRepository) -> None:
+    session = active(repository, make_session())
+    assert not repository.acquire_lease(session, "a", NOW + 700, NOW + 601)
+
+
+def test_list_pages_newest_first_within_one_tenant(repository: DynamoDBSessionRepository) -> None:
+    ids = []
+    for offset in range(5):
+        session = make_session("t1", created=NOW + offset)
+        repository.put_new(session)
+        ids.append(session.session_id)
+    repository.put_new(make_session("t2"))
+
+    seen, token = [], None
+    while True:
+        page = repository.list("t1", 2, token)
+        seen += [s.session_id for s in page.sessions]
+        token = page.next_token
+        if token is None:
+            break
+    assert seen == ids[::-1]
+
+
+@pytest.mark.parametrize("token", ["", "!!!", "e30", "bm90IGpzb24"])
+def test_list_rejects_tokens_it_did_not_issue(repository: DynamoDBSessionRepository, token: str) -> None:
+    if token == "":
+        assert repository.list("t1", 2, token).sessions == []
+        return
+    with pytest.raises(InvalidPageToken):
+        repository.list("t1", 2, token)
