@@ -43,11 +43,11 @@ requirements: $(STAMP)
 
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli
+	$(SAM_VENV)/bin/python -m pip install --quiet "aws-sam-cli==1.170.0"
 
 ## build: sam build (the layer gets python3.13 wheels even on a 3.11 machine)
 build: $(SAM)
-	$(SAM) build --template template.yaml
+	SAM_CLI_TELEMETRY=0 $(SAM) build --template template.yaml
 
 ## deploy: first time `make deploy`, which runs the guided deploy and saves samconfig.toml
 deploy: build

@@ -1,0 +1,105 @@
+"""Reads template.yaml: the HTTP API routes, the functions behind them and the sessions table.
+
+The local gateway and the tests take all of this from the template itself, so they cannot
+drift from what `sam deploy` creates.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """CloudFormation YAML: intrinsic functions (!Ref, !Sub, !If…) are kept as plain values."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # API Gateway syntax: /api/sessions/{session_id}, /files/{file_path+}
+    function: str  # logical id
+    code_dir: Path
+    handler: str  # module.function
+    timeout_seconds: int
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if method != self.method:
+            return None
+        found = _route_regex(self.path).fullmatch(path)
+        return found.groupdict() if found else None
+
+
+def _route_regex(path: str) -> re.Pattern[str]:
+    pattern = ""
+    for part in re.split(r"(\{[^}]+\})", path):
+        if part.startswith("{") and part.endswith("+}"):
+            pattern += f"(?P<{part[1:-2]}>.+)"  # greedy: may span slashes
+        elif part.startswith("{"):
+            pattern += f"(?P<{part[1:-1]}>[^/]+)"
+        else:
+            pattern += re.escape(part)
+    return re.compile(pattern)
+
+
+def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
+    template = template or load_template()
+    global_timeout = int(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
+    routes = []
+    for name, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") != "HttpApi":
+                continue
+            routes.append(
+                Route(
+                    method=event["Properties"]["Method"].upper(),
+                    path=event["Properties"]["Path"],
+                    function=name,
+                    code_dir=ROOT / props["CodeUri"],
+                    handler=props["Handler"],
+                    timeout_seconds=int(props.get("Timeout", global_timeout)),
+                )
+            )
+    # Like API Gateway: literal routes before parameterised ones, greedy ones last.
+    return sorted(routes, key=lambda r: (r.path.count("+}"), r.path.count("{"), -len(r.path)))
+
+
+def function_environment(template: dict[str, Any] | None = None) -> dict[str, str]:
+    """The Globals environment variables whose values are literals (refs are the stack's job)."""
+    template = template or load_template()
+    variables = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    return {name: str(value) for name, value in variables.items() if isinstance(value, str | int)}
+
+
+def sessions_table_definition(template: dict[str, Any] | None = None) -> dict[str, Any]:
+    props = (template or load_template())["Resources"]["SessionsTable"]["Properties"]
+    return {key: props[key] for key in ("AttributeDefinitions", "KeySchema", "BillingMode")}

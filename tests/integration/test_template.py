@@ -1,0 +1,98 @@
+"""template.yaml: lints clean, translates, and every route reaches the function that serves it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cfnlint.api import lint_all
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+from local.template import TEMPLATE, http_api_routes, load_template
+from tests.support.handlers import load_handler_module
+
+EXPECTED_ROUTES = {
+    "POST /api/sessions": "SessionsFunction",
+    "GET /api/sessions": "SessionsFunction",
+    "GET /api/sessions/{session_id}": "SessionsFunction",
+    "POST /api/sessions/{session_id}/keepalive": "SessionsFunction",
+    "DELETE /api/sessions/{session_id}": "SessionsFunction",
+    "GET /api/environments": "SessionsFunction",
+    "POST /api/e2b/execute": "ExecuteFunction",
+    "GET /api/e2b/files/{session_id}": "FilesFunction",
+    "GET /api/e2b/files/{session_id}/{file_path+}": "FilesFunction",
+    "POST /api/e2b/files": "FilesFunction",
+    "DELETE /api/e2b/files/{session_id}/{file_path+}": "FilesFunction",
+}
+
+
+class _NoManagedPolicies:
+    """The translator asks for AWS managed policy ARNs; the template uses none."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, Any]:
+    template = yaml_parse(TEMPLATE.read_text())
+    # As `sam package` would: local code folders become S3 locations.
+    for resource in template["Resources"].values():
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = f"s3://artifacts/{resource['Properties'][key].strip('/')}.zip"
+    return transform(template, {}, _NoManagedPolicies())
+
+
+def test_template_has_no_cfn_lint_errors() -> None:
+    errors = [m for m in lint_all(TEMPLATE.read_text()) if m.rule.id.startswith("E")]
+    assert errors == []
+
+
+def test_every_route_is_declared_for_the_right_function() -> None:
+    assert {route.route_key: route.function for route in http_api_routes()} == EXPECTED_ROUTES
+
+
+def test_translated_routes_integrate_with_their_functions(translated: dict[str, Any]) -> None:
+    api = next(r for r in translated["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api")
+    # For HttpApi events SAM writes the routes into the API's OpenAPI body.
+    found = {}
+    for path, methods in api["Properties"]["Body"]["paths"].items():
+        for method, operation in methods.items():
+            uri = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
+            found[f"{method.upper()} {path}"] = next(f for f in set(EXPECTED_ROUTES.values()) if f in uri)
+    assert found == EXPECTED_ROUTES
+
+
+def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:
+    roles = [r for r in translated["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    assert len(roles) == 3
+    for role in roles:
+        statements = [
+            s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]
+        ]
+        resources = json.dumps([s["Resource"] for s in statements])
+        assert "SessionsTable" in resources and "E2BApiKeySecret" in resources
+        assert '"*"' not in resources
+
+
+def test_table_has_ttl_recovery_and_encryption() -> None:
+    table = load_template()["Resources"]["SessionsTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "purge_at", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_functions_answer_before_api_gateway_gives_up() -> None:
+    template = load_template()
+    assert template["Globals"]["Function"]["Timeout"] < 30
+    assert template["Globals"]["Function"]["Runtime"] == "python3.13"
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+
+
+@pytest.mark.parametrize("function", ["sessions", "execute", "files"])
+def test_each_handler_module_exposes_lambda_handler(function: str) -> None:
+    assert callable(load_handler_module(function).lambda_handler)

@@ -1,0 +1,50 @@
+"""The layer's requirements file is generated from pyproject.toml and must not drift from it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _generator() -> ModuleType:
+    path = ROOT / "scripts" / "generate_layer_requirements.py"
+    spec = importlib.util.spec_from_file_location("generate_layer_requirements", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_layer_requirements_is_current() -> None:
+    gen = _generator()
+    delta = gen.diff()
+    assert delta == "", f"layers/shared/requirements.txt is stale; run `make requirements`:\n{delta}"
+
+
+def test_layer_requirements_lists_every_project_dependency() -> None:
+    gen = _generator()
+    lines = (ROOT / "layers" / "shared" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# generated from pyproject.toml by `make requirements`; do not edit")
+    assert [line for line in lines if line and not line.startswith("#")] == gen.read_dependencies()
+
+
+def test_layer_requirements_check_reports_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gen = _generator()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\ndependencies = ["pydantic>=2", "boto3"]\n', encoding="utf-8")
+    output = tmp_path / "requirements.txt"
+
+    assert gen.main(["--pyproject", str(pyproject), "--output", str(output)]) == 0
+    assert gen.main(["--check", "--pyproject", str(pyproject), "--output", str(output)]) == 0
+
+    pyproject.write_text('[project]\nname = "x"\ndependencies = ["pydantic>=2"]\n', encoding="utf-8")
+    capsys.readouterr()
+    assert gen.main(["--check", "--pyproject", str(pyproject), "--output", str(output)]) == 1
+    out = capsys.readouterr().out
+    assert "out of date" in out
+    assert "-boto3" in out
