@@ -51,6 +51,8 @@ def resolve_sandbox_path(
         # A compatibility form that means another path once normalised (fullwidth dots…).
         raise InvalidFilePath("path contains characters that normalise to a different path")
 
+    if len(resolved.encode("utf-8", errors="surrogatepass")) > MAX_PATH_BYTES:
+        raise InvalidFilePath(f"path is longer than {MAX_PATH_BYTES} bytes")
     roots = [PurePosixPath(root) for root in allowed_roots]
     candidate = PurePosixPath(resolved)
     if candidate in roots and not allow_root:

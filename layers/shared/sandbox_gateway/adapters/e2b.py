@@ -64,6 +64,7 @@ _RESULT_FORMATS = (
 )
 _FILE_TYPES = {"file": FileType.FILE, "dir": FileType.DIRECTORY, "symlink": FileType.SYMLINK}
 MAX_CACHED_SANDBOXES = 64
+_GONE_MESSAGE = "the session's sandbox no longer exists (it expired or was killed)"
 
 
 class E2BSandboxProvider:
@@ -101,7 +102,8 @@ class E2BSandboxProvider:
             with _translated("prepare the sandbox workspace"):
                 # Templates start in /home/user; the API promises /workspace as the working directory.
                 sandbox.commands.run(
-                    f"mkdir -p {WORKSPACE} && chown user:user {WORKSPACE}",
+                    # Owned by the template's default user (E2B's is "user") where that user exists.
+                    f"mkdir -p {WORKSPACE} && {{ ! id -u user >/dev/null 2>&1 || chown user:user {WORKSPACE}; }}",  # noqa: E501
                     user="root",
                     timeout=self._request_timeout,
                     request_timeout=self._request_timeout,
@@ -207,6 +209,13 @@ class E2BSandboxProvider:
             except (e2b.SandboxNotFoundException, e2b.SandboxNotRunningException):
                 self._forget(ref.sandbox_id)
                 raise
+            except e2b.TimeoutException as exc:
+                # The code interpreter reports a vanished sandbox as a timeout (a 502 from the
+                # edge); only asking envd whether the sandbox still runs tells the two apart.
+                if not self._still_running(sandbox):
+                    self._forget(ref.sandbox_id)
+                    raise SandboxGone(_GONE_MESSAGE) from exc
+                raise
 
     def _connected(self, ref: SandboxRef) -> Sandbox:
         with self._lock:
@@ -219,6 +228,12 @@ class E2BSandboxProvider:
         sandbox = Sandbox.connect(ref.sandbox_id, timeout=remaining, **self._opts())
         self._remember(sandbox)
         return sandbox
+
+    def _still_running(self, sandbox: Sandbox) -> bool:
+        try:
+            return bool(sandbox.is_running(request_timeout=self._request_timeout))
+        except Exception:
+            return True  # unknown: do not declare a session lost on a failed probe
 
     def _remember(self, sandbox: Sandbox) -> None:
         with self._lock:
@@ -322,7 +337,7 @@ def _translated(action: str) -> Iterator[None]:
 def _domain_error(exc: Exception, action: str) -> DomainError:  # noqa: PLR0911 - one table
     match exc:
         case e2b.SandboxNotFoundException() | e2b.SandboxNotRunningException():
-            return SandboxGone("the session's sandbox no longer exists (it expired or was killed)")
+            return SandboxGone(_GONE_MESSAGE)
         case e2b.FileNotFoundException():
             return FileNotFound(_sdk_message(exc, "no such file or directory"))
         case e2b.InvalidArgumentException():

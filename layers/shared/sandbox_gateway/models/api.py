@@ -170,10 +170,7 @@ class ExecuteResponse(BaseModel):
             status=outcome.status.value,
             stdout=outcome.stdout,
             stderr=outcome.stderr,
-            results=[
-                {"is_main_result": r.is_main_result, "formats": sorted(r.formats), **r.formats}
-                for r in outcome.results
-            ],
+            results=[result.to_payload() for result in outcome.results],
             error=ExecutionErrorResponse(**vars(outcome.error)) if outcome.error else None,
             execution_count=outcome.execution_count,
             truncated=outcome.truncated,

@@ -37,6 +37,10 @@ class RichResult:
     formats: dict[str, object]
     is_main_result: bool = False
 
+    def to_payload(self) -> dict[str, object]:
+        """As the API returns it: the representations, plus which ones there are."""
+        return {"is_main_result": self.is_main_result, "formats": sorted(self.formats), **self.formats}
+
 
 @dataclass(frozen=True)
 class ExecutionOutcome:
