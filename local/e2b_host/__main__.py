@@ -1,0 +1,108 @@
+"""``python -m local.e2b_host``: start the local E2B-compatible host."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import ipaddress
+import logging
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from .app import HostApp
+from .isolation import IsolationUnavailable, check_isolation
+from .sandbox import DEFAULT_TEMPLATES, HostSettings
+from .testing import READY_PREFIX
+
+logger = logging.getLogger("local.e2b_host")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local.e2b_host", description=__doc__)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (loopback only; default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=49982, help="port for the control and sandbox planes (0 = any)"
+    )
+    parser.add_argument(
+        "--template",
+        action="append",
+        dest="templates",
+        help=f"template id to accept (repeatable; default: {', '.join(DEFAULT_TEMPLATES)})",
+    )
+    parser.add_argument(
+        "--base-dir", type=Path, default=None, help="where sandbox trees are created (default: TMPDIR)"
+    )
+    parser.add_argument(
+        "--output-limit-mb", type=float, default=16.0, help="output cap per execution/command"
+    )
+    parser.add_argument(
+        "--max-execution-seconds", type=float, default=3600.0, help="server-side cap on one cell"
+    )
+    parser.add_argument("--max-sandboxes", type=int, default=200)
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not ipaddress.ip_address(args.host).is_loopback:
+        logger.error("refusing to bind %s: the local E2B host only listens on loopback addresses", args.host)
+        return 2
+    logger.warning(
+        "The local E2B host is a development and test tool, NOT a security boundary: code in its "
+        "sandboxes runs as this user on this machine, shares its network, and can read its files."
+    )
+    try:
+        check_isolation()
+    except IsolationUnavailable as exc:
+        logger.error("cannot start: per-sandbox namespaces are unavailable: %s", exc)
+        logger.error(
+            "install bubblewrap (apt-get install bubblewrap) and run as root or with user namespaces"
+        )
+        return 3
+
+    settings = HostSettings(
+        templates=tuple(args.templates) if args.templates else DEFAULT_TEMPLATES,
+        base_dir=args.base_dir,
+        output_limit_bytes=int(args.output_limit_mb * 1024 * 1024),
+        max_execution_s=args.max_execution_seconds,
+        max_sandboxes=args.max_sandboxes,
+    )
+    app = HostApp(settings)
+    atexit.register(app.registry.kill_all_now)
+
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        loop="asyncio",
+        http="h11",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    logger.info("sandbox trees under %s", app.registry.base_dir)
+    print(f"{READY_PREFIX}http://{args.host}:{port}", flush=True)
+    asyncio.run(server.serve(sockets=[sock]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

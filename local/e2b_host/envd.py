@@ -1,0 +1,512 @@
+"""The envd side of a sandbox (port 49983): ``/health``, ``/files`` and the Connect RPC
+services ``filesystem.Filesystem`` and ``process.Process`` (served by ``connectrpc``)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import grp
+import gzip
+import logging
+import os
+import posixpath
+import pwd
+import re
+import shutil
+import signal
+import stat
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from e2b.envd.filesystem import filesystem_pb
+from e2b.envd.filesystem.filesystem_connect import Filesystem, FilesystemASGIApplication
+from e2b.envd.process import process_pb
+from e2b.envd.process.process_connect import Process, ProcessASGIApplication
+from protobuf import Oneof
+from protobuf.wkt import Timestamp
+
+from .asgi import BodyTooLarge, Request, Send, send_bytes, send_empty, send_error, send_json
+from .paths import PathRefused
+from .sandbox import CommandRecord, HostError, Sandbox, SandboxRegistry
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+def username_from(headers: Any, query_user: str | None = None) -> str:
+    """``Authorization: Basic base64("root:")`` -> "root"; default "user"."""
+    auth = headers.get("authorization") or ""
+    if auth.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(auth[6:].strip()).decode()
+            name = decoded.split(":", 1)[0]
+            if name:
+                return name
+        except (ValueError, UnicodeDecodeError):
+            pass
+    return query_user or "user"
+
+
+def home_of(user: str) -> str:
+    return "/root" if user == "root" else "/home/user"
+
+
+# --- entries -------------------------------------------------------------------------------
+
+
+def _owner(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def entry_info(sandbox: Sandbox, vpath: str, host: Path) -> filesystem_pb.EntryInfo:
+    st = os.lstat(host)
+    is_link = stat.S_ISLNK(st.st_mode)
+    target_st = st
+    target: str | None = None
+    if is_link:
+        try:
+            target, target_host = sandbox.fs.resolve(vpath)
+            target_st = os.stat(target_host)
+        except (PathRefused, OSError):
+            target = target or os.readlink(host)
+    if stat.S_ISDIR(target_st.st_mode):
+        ftype = filesystem_pb.FileType.DIRECTORY
+    elif is_link and target_st is st:
+        ftype = filesystem_pb.FileType.SYMLINK
+    else:
+        ftype = filesystem_pb.FileType.FILE
+    info = filesystem_pb.EntryInfo(
+        name=posixpath.basename(vpath) or "/",
+        type=ftype,
+        path=vpath,
+        size=target_st.st_size,
+        mode=stat.S_IMODE(target_st.st_mode),
+        permissions=stat.filemode(target_st.st_mode),
+        owner=_owner(st.st_uid),
+        group=_group(st.st_gid),
+        modified_time=Timestamp.from_datetime(datetime.fromtimestamp(st.st_mtime, tz=UTC)),
+        is_symlink=is_link,
+    )
+    if target is not None:
+        info.symlink_target = target
+    return info
+
+
+# --- HTTP: /files --------------------------------------------------------------------------
+
+
+def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | None, bytes]]:
+    match = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', content_type)
+    if not match:
+        raise HostError(400, "multipart body without boundary")
+    delimiter = b"--" + (match.group(1) or match.group(2)).encode()
+    parts: list[tuple[str, str | None, bytes]] = []
+    for raw in body.split(b"\r\n" + delimiter):
+        part = raw.removeprefix(delimiter)
+        if part.startswith(b"--"):
+            break
+        head, sep, data = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        headers = head.decode("utf-8", "replace")
+        disposition = next(
+            (line for line in headers.split("\r\n") if line.lower().startswith("content-disposition")), ""
+        )
+        name = re.search(r'\bname="((?:[^"\\]|\\.)*)"', disposition)
+        filename = re.search(r'\bfilename="((?:[^"\\]|\\.)*)"', disposition) or re.search(
+            r"\bfilename=([^;]+)", disposition
+        )
+        fname = None
+        if filename:
+            fname = filename.group(1).replace('\\"', '"').replace("%22", '"').replace("\\\\", "\\")
+        parts.append((name.group(1) if name else "", fname, data))
+    return parts
+
+
+def _write_file(sandbox: Sandbox, path: str, data: bytes, user: str) -> dict[str, str]:
+    vpath, host = sandbox.fs.resolve(posixpath.join(home_of(user), path))
+    if host.is_dir():
+        raise HostError(400, f"path {vpath} is a directory")
+    try:
+        host.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise HostError(400, f"a parent of {vpath} is not a directory") from None
+    host.write_bytes(data)
+    return {"name": posixpath.basename(vpath), "type": "file", "path": vpath}
+
+
+async def handle_files(sandbox: Sandbox, request: Request, send: Send) -> None:
+    user = username_from(request.headers, request.query_one("username"))
+    path = request.query_one("path")
+    try:
+        if request.method == "GET":
+            if not path:
+                raise HostError(400, "'path' query parameter is required")
+            vpath, host = sandbox.fs.resolve(posixpath.join(home_of(user), path))
+            if not host.exists():
+                raise HostError(404, f"path '{vpath}' does not exist")
+            if host.is_dir():
+                raise HostError(400, f"path '{vpath}' is a directory")
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/octet-stream"),
+                        (b"content-length", str(host.stat().st_size).encode()),
+                    ],
+                }
+            )
+            with open(host, "rb") as fh:
+                while True:
+                    chunk = await asyncio.to_thread(fh.read, _CHUNK)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": bool(chunk)})
+                    if not chunk:
+                        break
+            return
+        if request.method != "POST":
+            raise HostError(405, f"method {request.method} not allowed")
+        body = await request.body()
+        ctype = request.headers.get("content-type", "")
+        written: list[dict[str, str]] = []
+        if ctype.lower().startswith("multipart/form-data"):
+            parts = [p for p in parse_multipart(body, ctype) if p[0] == "file"]
+            if not parts:
+                raise HostError(400, "multipart body has no 'file' part")
+            for _name, filename, data in parts:
+                target = path or filename
+                if not target:
+                    raise HostError(400, "no 'path' parameter and no filename in the multipart part")
+                written.append(await asyncio.to_thread(_write_file, sandbox, target, data, user))
+                if path:
+                    break
+        else:
+            if not path:
+                raise HostError(400, "'path' query parameter is required")
+            if request.headers.get("content-encoding", "").lower() == "gzip":
+                try:
+                    body = gzip.decompress(body)
+                except (OSError, EOFError) as exc:
+                    raise HostError(400, f"invalid gzip body: {exc}") from None
+            written.append(await asyncio.to_thread(_write_file, sandbox, path, body, user))
+        await send_json(send, 200, written)
+    except HostError as exc:
+        await send_error(send, exc.status, exc.message)
+    except PathRefused as exc:
+        await send_error(send, 403, str(exc))
+    except BodyTooLarge:
+        await send_error(send, 413, "upload too large")
+    except PermissionError as exc:
+        await send_error(send, 403, f"permission denied: {exc}")
+    except OSError as exc:
+        await send_error(send, 400, f"file operation failed: {exc}")
+
+
+# --- Connect: filesystem.Filesystem --------------------------------------------------------
+
+
+def _sandbox_for(registry: SandboxRegistry, ctx: Any) -> Sandbox:
+    headers = ctx.request_headers
+    sandbox_id = headers.get("e2b-sandbox-id") or ""
+    try:
+        return registry.get(sandbox_id)
+    except HostError:
+        raise ConnectError(Code.UNAVAILABLE, f"sandbox {sandbox_id} was not found") from None
+
+
+def _resolve(sandbox: Sandbox, path: str, ctx: Any, *, follow_last: bool = True) -> tuple[str, Path]:
+    user = username_from(ctx.request_headers)
+    try:
+        return sandbox.fs.resolve(posixpath.join(home_of(user), path), follow_last=follow_last)
+    except PathRefused as exc:
+        raise ConnectError(Code.PERMISSION_DENIED, str(exc)) from None
+
+
+class FilesystemService(Filesystem):
+    def __init__(self, registry: SandboxRegistry) -> None:
+        self.registry = registry
+
+    async def stat(self, request: filesystem_pb.StatRequest, ctx: Any) -> filesystem_pb.StatResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        vpath, host = _resolve(sandbox, request.path, ctx, follow_last=False)
+        if not os.path.lexists(host):
+            raise ConnectError(Code.NOT_FOUND, f"path '{vpath}' does not exist")
+        return filesystem_pb.StatResponse(entry=entry_info(sandbox, vpath, host))
+
+    async def list_dir(
+        self, request: filesystem_pb.ListDirRequest, ctx: Any
+    ) -> filesystem_pb.ListDirResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        vpath, host = _resolve(sandbox, request.path, ctx)
+        if not host.exists():
+            raise ConnectError(Code.NOT_FOUND, f"path '{vpath}' does not exist")
+        if not host.is_dir():
+            raise ConnectError(Code.INVALID_ARGUMENT, f"path '{vpath}' is not a directory")
+        depth = max(int(request.depth or 1), 1)
+        entries: list[filesystem_pb.EntryInfo] = []
+
+        def walk(vdir: str, hdir: Path, level: int) -> None:
+            for name in sorted(os.listdir(hdir)):
+                child_v, child_h = posixpath.join(vdir, name), hdir / name
+                try:
+                    entries.append(entry_info(sandbox, child_v, child_h))
+                except FileNotFoundError:
+                    continue
+                if level < depth and child_h.is_dir() and not child_h.is_symlink():
+                    walk(child_v, child_h, level + 1)
+
+        await asyncio.to_thread(walk, vpath, host, 1)
+        return filesystem_pb.ListDirResponse(entries=entries)
+
+    async def make_dir(
+        self, request: filesystem_pb.MakeDirRequest, ctx: Any
+    ) -> filesystem_pb.MakeDirResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        vpath, host = _resolve(sandbox, request.path, ctx)
+        if os.path.lexists(host):
+            if host.is_dir():
+                raise ConnectError(Code.ALREADY_EXISTS, f"directory '{vpath}' already exists")
+            raise ConnectError(Code.INVALID_ARGUMENT, f"path '{vpath}' already exists and is not a directory")
+        try:
+            host.mkdir(parents=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ConnectError(Code.INVALID_ARGUMENT, f"a parent of '{vpath}' is not a directory") from None
+        return filesystem_pb.MakeDirResponse(entry=entry_info(sandbox, vpath, host))
+
+    async def remove(self, request: filesystem_pb.RemoveRequest, ctx: Any) -> filesystem_pb.RemoveResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        vpath, host = _resolve(sandbox, request.path, ctx, follow_last=False)
+        if not os.path.lexists(host):
+            raise ConnectError(Code.NOT_FOUND, f"path '{vpath}' does not exist")
+        if vpath in ("/home/user", "/workspace", "/tmp", "/root"):
+            raise ConnectError(Code.PERMISSION_DENIED, f"cannot remove the mount point '{vpath}'")
+        if host.is_dir() and not host.is_symlink():
+            await asyncio.to_thread(shutil.rmtree, host)
+        else:
+            host.unlink()
+        return filesystem_pb.RemoveResponse()
+
+    async def move(self, request: filesystem_pb.MoveRequest, ctx: Any) -> filesystem_pb.MoveResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        src_v, src_h = _resolve(sandbox, request.source, ctx, follow_last=False)
+        dst_v, dst_h = _resolve(sandbox, request.destination, ctx, follow_last=False)
+        if not os.path.lexists(src_h):
+            raise ConnectError(Code.NOT_FOUND, f"path '{src_v}' does not exist")
+        dst_h.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src_h, dst_h)
+        except OSError:
+            await asyncio.to_thread(shutil.move, str(src_h), str(dst_h))
+        return filesystem_pb.MoveResponse(entry=entry_info(sandbox, dst_v, dst_h))
+
+
+# --- Connect: process.Process --------------------------------------------------------------
+
+
+def _ns_pid(host_pid: int | None) -> int | None:
+    """The pid a process has inside the sandbox's PID namespace (last NSpid field)."""
+    if host_pid is None:
+        return None
+    try:
+        with open(f"/proc/{host_pid}/status") as fh:
+            for line in fh:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _event(kind: str, value: Any) -> process_pb.StartResponse:
+    event: Any = Oneof(kind, value)  # one of start/data/end/keepalive
+    return process_pb.StartResponse(event=process_pb.ProcessEvent(event=event))
+
+
+class ProcessService(Process):
+    def __init__(self, registry: SandboxRegistry, output_limit: int) -> None:
+        self.registry = registry
+        self.output_limit = output_limit
+
+    async def start(
+        self, request: process_pb.StartRequest, ctx: Any
+    ) -> AsyncIterator[process_pb.StartResponse]:
+        sandbox = _sandbox_for(self.registry, ctx)
+        config = request.process
+        if config is None or not config.cmd:
+            raise ConnectError(Code.INVALID_ARGUMENT, "process.cmd is required")
+        user = username_from(ctx.request_headers)
+        cwd_v, cwd_h = _resolve(sandbox, config.cwd or home_of(user), ctx)
+        if not cwd_h.is_dir():
+            raise ConnectError(Code.INVALID_ARGUMENT, f"cwd '{cwd_v}' does not exist or is not a directory")
+        env = sandbox.process_env({"HOME": home_of(user), "USER": user, **dict(config.envs)})
+        use_stdin = (
+            request.has_field("stdin") and bool(request.stdin) if hasattr(request, "has_field") else False
+        )
+        proc = await sandbox.namespace.spawn(
+            [config.cmd, *config.args],
+            cwd=cwd_v,
+            env=env,
+            stdin=asyncio.subprocess.PIPE if use_stdin else asyncio.subprocess.DEVNULL,
+        )
+        pid = _ns_pid(await proc.inner_pid()) or self.registry.next_pid()
+        record = CommandRecord(
+            pid=pid,
+            process=proc,
+            cmd=config.cmd,
+            args=list(config.args),
+            envs=dict(config.envs),
+            cwd=cwd_v,
+            tag=request.tag if request.has_field("tag") else None,
+        )
+        sandbox.processes[pid] = record
+        events: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=256)
+        used = 0
+
+        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+            nonlocal used
+            assert stream is not None
+            while True:
+                chunk = await stream.read(65536)
+                if not chunk:
+                    break
+                if used >= self.output_limit:
+                    continue
+                chunk = chunk[: self.output_limit - used]
+                used += len(chunk)
+                await events.put((name, chunk))
+                if used >= self.output_limit:
+                    await events.put(
+                        ("stderr", f"\n[e2b_host: output truncated after {used} bytes]\n".encode())
+                    )
+
+        async def pump_all() -> None:
+            await asyncio.gather(pump(proc.proc.stdout, "stdout"), pump(proc.proc.stderr, "stderr"))
+            await events.put(None)
+
+        pumps = asyncio.create_task(pump_all())
+        try:
+            yield _event("start", process_pb.ProcessEvent.StartEvent(pid=pid))
+            while True:
+                try:
+                    item = await asyncio.wait_for(events.get(), timeout=20)
+                except TimeoutError:
+                    yield _event("keepalive", process_pb.ProcessEvent.KeepAlive())
+                    continue
+                if item is None:
+                    break
+                name, chunk = item
+                output: Any = Oneof(name, chunk)  # stdout or stderr
+                yield _event("data", process_pb.ProcessEvent.DataEvent(output=output))
+            rc = await proc.proc.wait()
+            if rc >= 0:
+                end = process_pb.ProcessEvent.EndEvent(exit_code=rc, exited=True, status=f"exit status {rc}")
+            else:
+                name = signal.Signals(-rc).name.removeprefix("SIG").lower()
+                end = process_pb.ProcessEvent.EndEvent(exit_code=-1, exited=False, status=f"signal: {name}")
+            yield _event("end", end)
+        finally:
+            pumps.cancel()
+            if proc.alive():
+                await proc.kill()
+            sandbox.processes.pop(pid, None)
+
+    async def list(self, request: process_pb.ListRequest, ctx: Any) -> process_pb.ListResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        infos = []
+        for record in sandbox.processes.values():
+            info = process_pb.ProcessInfo(
+                config=process_pb.ProcessConfig(
+                    cmd=record.cmd, args=record.args, envs=record.envs, cwd=record.cwd
+                ),
+                pid=record.pid,
+            )
+            if record.tag is not None:
+                info.tag = record.tag
+            infos.append(info)
+        return process_pb.ListResponse(processes=infos)
+
+    def _record(self, sandbox: Sandbox, selector: Any) -> CommandRecord:
+        chosen = selector.selector if selector is not None else None
+        for record in sandbox.processes.values():
+            if chosen is not None and (
+                (chosen.field == "pid" and record.pid == chosen.value)
+                or (chosen.field == "tag" and record.tag == chosen.value)
+            ):
+                return record
+        raise ConnectError(Code.NOT_FOUND, "process not found")
+
+    async def send_signal(
+        self, request: process_pb.SendSignalRequest, ctx: Any
+    ) -> process_pb.SendSignalResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        record = self._record(sandbox, request.process)
+        signum = signal.SIGTERM if request.signal == process_pb.Signal.SIGTERM else signal.SIGKILL
+        await record.process.signal_group(signum)
+        return process_pb.SendSignalResponse()
+
+    async def send_input(
+        self, request: process_pb.SendInputRequest, ctx: Any
+    ) -> process_pb.SendInputResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        record = self._record(sandbox, request.process)
+        stdin = record.process.proc.stdin
+        if stdin is None:
+            raise ConnectError(Code.FAILED_PRECONDITION, "the process was started without stdin")
+        data = (
+            request.input.input.value
+            if request.input is not None and request.input.input is not None
+            else b""
+        )
+        stdin.write(data)
+        await stdin.drain()
+        return process_pb.SendInputResponse()
+
+    async def close_stdin(
+        self, request: process_pb.CloseStdinRequest, ctx: Any
+    ) -> process_pb.CloseStdinResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        record = self._record(sandbox, request.process)
+        if record.process.proc.stdin is not None:
+            record.process.proc.stdin.close()
+        return process_pb.CloseStdinResponse()
+
+
+class Envd:
+    def __init__(self, registry: SandboxRegistry, output_limit: int) -> None:
+        self.filesystem = FilesystemASGIApplication(FilesystemService(registry))
+        self.process = ProcessASGIApplication(ProcessService(registry, output_limit))
+
+    async def handle(self, sandbox: Sandbox, request: Request, scope: Any, receive: Any, send: Send) -> None:
+        path = request.path
+        if path.startswith(self.filesystem.path + "/"):
+            await self.filesystem(scope, receive, send)
+        elif path.startswith(self.process.path + "/"):
+            await self.process(scope, receive, send)
+        elif path == "/health":
+            await send_empty(send, 204)
+        elif path == "/files":
+            await handle_files(sandbox, request, send)
+        elif path == "/metrics" and request.method == "GET":
+            await send_json(send, 200, {"ts": 0, "cpu_count": os.cpu_count() or 1})
+        elif path == "/envs" and request.method == "GET":
+            await send_json(send, 200, sandbox.env_vars)
+        else:
+            await send_bytes(send, 404, b'{"code":404,"message":"not found"}', "application/json")

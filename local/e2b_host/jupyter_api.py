@@ -1,0 +1,180 @@
+"""The code-interpreter server of a sandbox (port 49999): ``/execute`` and ``/contexts``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from .asgi import ClientGone, Receive, Request, Send, send_bytes, send_empty, send_json
+from .kernels import LANGUAGE_ALIASES, OutputSink
+from .paths import DEFAULT_CWD
+from .sandbox import CodeContext, HostError, HostSettings, Sandbox, run_in_context
+
+logger = logging.getLogger(__name__)
+
+
+def _line(event: dict[str, Any]) -> bytes:
+    return (json.dumps(event) + "\n").encode()
+
+
+def _language(value: Any) -> str:
+    if value is None:
+        return "python"
+    lang = LANGUAGE_ALIASES.get(str(value).lower())
+    if lang is None:
+        raise HostError(400, f"language '{value}' is not supported (python, javascript, bash)")
+    return lang
+
+
+async def _plain(send: Send, status: int, message: str) -> None:
+    """The real server answers these with plain text; the SDK puts the body in the exception."""
+    await send_bytes(send, status, message.encode(), "text/plain; charset=utf-8")
+
+
+class JupyterServer:
+    def __init__(self, settings: HostSettings) -> None:
+        self.settings = settings
+
+    async def handle(self, sandbox: Sandbox, request: Request, receive: Receive, send: Send) -> None:
+        path, method = request.path.rstrip("/"), request.method
+        try:
+            if path == "/execute" and method == "POST":
+                await self.execute(sandbox, request, receive, send)
+            elif path == "/contexts" and method == "POST":
+                body = await request.json()
+                if not isinstance(body, dict):
+                    raise HostError(400, "body must be a JSON object")
+                context = sandbox.create_context(
+                    _language(body.get("language")), body.get("cwd") or DEFAULT_CWD
+                )
+                try:
+                    await context.ensure_kernel()
+                except Exception as exc:
+                    await sandbox.remove_context(context.id)
+                    raise HostError(500, f"failed to start the {context.language} kernel: {exc}") from None
+                await send_json(send, 200, context.to_json())
+            elif path == "/contexts" and method == "GET":
+                await send_json(send, 200, [c.to_json() for c in sandbox.contexts.values()])
+            elif path.startswith("/contexts/") and path.endswith("/restart") and method == "POST":
+                context = self._context(sandbox, path.split("/")[2])
+                await context.restart()
+                await send_empty(send, 204)
+            elif path.startswith("/contexts/") and path.count("/") == 2 and method == "DELETE":
+                await sandbox.remove_context(path.split("/")[2])
+                await send_empty(send, 204)
+            elif path == "/health":
+                await send_json(send, 200, "OK")
+            else:
+                await _plain(send, 404, f"Not Found: {method} {path}")
+        except HostError as exc:
+            await _plain(send, exc.status, exc.message)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            await _plain(send, 400, f"invalid JSON body: {exc}")
+
+    @staticmethod
+    def _context(sandbox: Sandbox, context_id: str) -> CodeContext:
+        context = sandbox.contexts.get(context_id)
+        if context is None:
+            raise HostError(404, f"Context {context_id} not found")
+        return context
+
+    async def execute(self, sandbox: Sandbox, request: Request, receive: Receive, send: Send) -> None:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise HostError(400, "body must be a JSON object")
+        code = body.get("code")
+        if not isinstance(code, str):
+            raise HostError(400, "'code' must be a string")
+        env_vars = body.get("env_vars") or {}
+        if not isinstance(env_vars, dict):
+            raise HostError(400, "'env_vars' must be an object")
+        env_vars = {str(k): str(v) for k, v in env_vars.items()}
+        context_id, language = body.get("context_id"), body.get("language")
+        if context_id and language:
+            raise HostError(400, "Only one of context_id or language can be provided")
+        if context_id:
+            context = self._context(sandbox, str(context_id))
+        else:
+            context = sandbox.default_context(_language(language))
+
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/x-ndjson"), (b"cache-control", b"no-store")],
+            }
+        )
+        disconnected = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            with contextlib.suppress(Exception):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            disconnected.set()
+
+        sink = OutputSink(self.settings.output_limit_bytes)
+        started = asyncio.Event()
+
+        async def run() -> None:
+            try:
+                async with context.lock:
+                    started.set()
+                    await run_in_context(context, code, env_vars, sink)
+            except Exception as exc:
+                logger.exception("execution failed")
+                sink.error("HostError", f"the local E2B host failed to run the cell: {exc}", "")
+            finally:
+                sink.queue.put_nowait(None)
+
+        watcher = asyncio.create_task(watch_disconnect())
+        runner = asyncio.create_task(run())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.max_execution_s
+        timed_out = False
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(sink.queue.get(), timeout=0.5)
+                except TimeoutError:
+                    if disconnected.is_set():
+                        break
+                    if not timed_out and loop.time() > deadline:
+                        timed_out = True
+                        sink.error("TimeoutError", f"execution exceeded {self.settings.max_execution_s}s", "")
+                        await self._stop_run(context, runner, started)
+                    continue
+                if event is None:
+                    break
+                if disconnected.is_set():
+                    break
+                await send({"type": "http.response.body", "body": _line(event), "more_body": True})
+            if not disconnected.is_set():
+                await send({"type": "http.response.body", "body": _line({"type": "end_of_execution"})})
+        except (OSError, ClientGone):
+            disconnected.set()
+        finally:
+            watcher.cancel()
+            if not runner.done():
+                logger.info("client left during execution in sandbox %s; interrupting", sandbox.sandbox_id)
+                await self._stop_run(context, runner, started)
+
+    async def _stop_run(
+        self, context: CodeContext, runner: asyncio.Task[None], started: asyncio.Event
+    ) -> None:
+        """Interrupt the cell; restart the kernel if it does not stop within the grace period."""
+        if not started.is_set():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            return
+        kernel = context.kernel
+        if kernel is not None:
+            await kernel.interrupt()
+        done, _ = await asyncio.wait({runner}, timeout=self.settings.interrupt_grace_s)
+        if not done and context.kernel is not None:
+            logger.warning("kernel of context %s ignored the interrupt; restarting it", context.id)
+            await context.kernel.stop()
+            await asyncio.wait({runner}, timeout=self.settings.interrupt_grace_s)

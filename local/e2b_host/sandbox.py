@@ -1,0 +1,384 @@
+"""Sandboxes, their code contexts, and the registry that creates, expires and kills them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .isolation import SandboxNamespace, SandboxProcess
+from .kernels import KERNEL_CLASSES, Kernel, KernelDied, OutputSink
+from .paths import DEFAULT_CWD, PathRefused, SandboxFS
+
+logger = logging.getLogger(__name__)
+
+ENVD_VERSION = "0.6.4"
+DEFAULT_TEMPLATES = ("code-interpreter-v1", "code-interpreter", "base")
+MAX_TIMEOUT_S = 24 * 3600
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class HostError(Exception):
+    """An error with the HTTP status and message the SDK expects."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class HostSettings:
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    base_dir: Path | None = None
+    output_limit_bytes: int = 16 * 1024 * 1024
+    max_execution_s: float = 3600.0
+    interrupt_grace_s: float = 5.0
+    max_sandboxes: int = 200
+
+
+class CodeContext:
+    def __init__(self, sandbox: Sandbox, context_id: str, language: str, cwd: str) -> None:
+        self.sandbox = sandbox
+        self.id = context_id
+        self.language = language
+        self.cwd = cwd
+        self.kernel: Kernel | None = None
+        self.lock = asyncio.Lock()
+        self._starting: asyncio.Task[Kernel] | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "language": self.language, "cwd": self.cwd}
+
+    async def ensure_kernel(self) -> Kernel:
+        """The running kernel, (re)starting it if it is missing or dead."""
+        if self.kernel is not None and self.kernel.alive():
+            return self.kernel
+        task = self._starting
+        if task is None or task.done():
+            old, self.kernel = self.kernel, None
+            task = self._starting = asyncio.create_task(self._start_kernel(old))
+        try:
+            kernel = await asyncio.shield(task)
+        finally:
+            if self._starting is task and task.done():
+                self._starting = None
+        self.kernel = kernel
+        return kernel
+
+    async def _start_kernel(self, old: Kernel | None) -> Kernel:
+        if old is not None:
+            await old.stop()
+        cls = KERNEL_CLASSES[self.language]
+        kernel = cls(self.sandbox.namespace, cwd=self.cwd, env=self.sandbox.process_env(), kernel_id=self.id)
+        try:
+            await kernel.start()
+        except BaseException:
+            await kernel.stop()
+            raise
+        return kernel
+
+    async def restart(self) -> None:
+        async with self.lock:
+            if self.kernel is not None:
+                await self.kernel.stop()
+                self.kernel = None
+            await self.ensure_kernel()
+
+    async def close(self) -> None:
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+        if self.kernel is not None:
+            await self.kernel.stop()
+            self.kernel = None
+
+
+@dataclass
+class Sandbox:
+    sandbox_id: str
+    template_id: str
+    client_id: str
+    envd_access_token: str
+    started_at: float
+    end_at: float
+    metadata: dict[str, str]
+    env_vars: dict[str, str]
+    allow_internet_access: bool
+    root: Path
+    namespace: SandboxNamespace
+    fs: SandboxFS
+    contexts: dict[str, CodeContext] = field(default_factory=dict)
+    default_contexts: dict[str, CodeContext] = field(default_factory=dict)
+    processes: dict[int, CommandRecord] = field(default_factory=dict)
+    closed: bool = False
+
+    def process_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        pybin = os.path.dirname(sys.executable)
+        env = {
+            "PATH": f"{pybin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": DEFAULT_CWD,
+            "USER": "user",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "TERM": "xterm",
+            "E2B_SANDBOX": "true",
+            "E2B_SANDBOX_ID": self.sandbox_id,
+            "E2B_TEMPLATE_ID": self.template_id,
+        }
+        env.update(self.env_vars)
+        if extra:
+            env.update(extra)
+        return env
+
+    def to_json(self, *, detail: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "templateID": self.template_id,
+            "alias": self.template_id,
+            "sandboxID": self.sandbox_id,
+            "clientID": self.client_id,
+            "startedAt": _iso(self.started_at),
+            "endAt": _iso(self.end_at),
+            "cpuCount": os.cpu_count() or 1,
+            "memoryMB": 512,
+            "diskSizeMB": 1024,
+            "state": "running",
+            "envdVersion": ENVD_VERSION,
+            "metadata": dict(self.metadata),
+        }
+        if detail:
+            data["envdAccessToken"] = self.envd_access_token
+            data["allowInternetAccess"] = self.allow_internet_access
+            data["domain"] = None
+        return data
+
+    def created_json(self) -> dict[str, Any]:
+        return {
+            "templateID": self.template_id,
+            "sandboxID": self.sandbox_id,
+            "clientID": self.client_id,
+            "alias": self.template_id,
+            "envdVersion": ENVD_VERSION,
+            "envdAccessToken": self.envd_access_token,
+            "domain": None,
+        }
+
+    # --- code contexts -------------------------------------------------------------------
+
+    def _new_context(self, language: str, cwd: str) -> CodeContext:
+        context = CodeContext(self, str(uuid.uuid4()), language, cwd)
+        self.contexts[context.id] = context
+        return context
+
+    def default_context(self, language: str) -> CodeContext:
+        context = self.default_contexts.get(language)
+        if context is None:
+            context = self._new_context(language, DEFAULT_CWD)
+            self.default_contexts[language] = context
+        return context
+
+    def create_context(self, language: str, cwd: str) -> CodeContext:
+        try:
+            vpath, host = self.fs.resolve(cwd)
+        except PathRefused as exc:
+            raise HostError(400, str(exc)) from None
+        host.mkdir(parents=True, exist_ok=True)
+        return self._new_context(language, vpath)
+
+    async def remove_context(self, context_id: str) -> None:
+        context = self.contexts.pop(context_id, None)
+        if context is None:
+            raise HostError(404, f"Context {context_id} not found")
+        for lang, ctx in list(self.default_contexts.items()):
+            if ctx is context:
+                del self.default_contexts[lang]
+        await context.close()
+
+
+@dataclass
+class CommandRecord:
+    pid: int
+    process: SandboxProcess
+    cmd: str
+    args: list[str]
+    envs: dict[str, str]
+    cwd: str
+    tag: str | None
+
+
+class SandboxRegistry:
+    def __init__(self, settings: HostSettings) -> None:
+        self.settings = settings
+        self.sandboxes: dict[str, Sandbox] = {}
+        base = settings.base_dir
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
+        self.base_dir = Path(tempfile.mkdtemp(prefix="e2b-host-", dir=base))
+        self._reaper: asyncio.Task[None] | None = None
+        self._next_pid = 1000
+
+    def next_pid(self) -> int:
+        self._next_pid += 1
+        return self._next_pid
+
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_loop())
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.time()
+            for sandbox in [s for s in self.sandboxes.values() if s.end_at <= now]:
+                logger.info("sandbox %s timed out; killing it", sandbox.sandbox_id)
+                try:
+                    await self.kill(sandbox.sandbox_id)
+                except Exception:
+                    logger.exception("failed to kill expired sandbox %s", sandbox.sandbox_id)
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        sandbox = self.sandboxes.get(sandbox_id)
+        if sandbox is None or sandbox.closed or sandbox.end_at <= time.time():
+            raise HostError(404, f"sandbox {sandbox_id} not found")
+        return sandbox
+
+    async def create(
+        self,
+        template: str,
+        timeout: int,
+        metadata: dict[str, str],
+        env_vars: dict[str, str],
+        allow_internet_access: bool,
+    ) -> Sandbox:
+        if template not in self.settings.templates:
+            raise HostError(404, f"template '{template}' not found")
+        if timeout <= 0 or timeout > MAX_TIMEOUT_S:
+            raise HostError(400, f"timeout must be between 1 and {MAX_TIMEOUT_S} seconds")
+        if len(self.sandboxes) >= self.settings.max_sandboxes:
+            raise HostError(429, f"too many running sandboxes (limit {self.settings.max_sandboxes})")
+        sandbox_id = "i" + secrets.token_hex(10)
+        root = self.base_dir / sandbox_id
+        fs = SandboxFS(root / "fs")
+        fs.create_tree()
+        state = root / "state"
+        state.mkdir(parents=True)
+        namespace = SandboxNamespace(fs.root, state, hostname="e2b-" + sandbox_id[:8])
+        try:
+            # On the event-loop thread on purpose: bwrap dies with the thread that forked it.
+            namespace.start()
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        now = time.time()
+        sandbox = Sandbox(
+            sandbox_id=sandbox_id,
+            template_id=template,
+            client_id="local",
+            envd_access_token=secrets.token_urlsafe(24),
+            started_at=now,
+            end_at=now + timeout,
+            metadata=metadata,
+            env_vars=env_vars,
+            allow_internet_access=allow_internet_access,
+            root=root,
+            namespace=namespace,
+            fs=fs,
+        )
+        self.sandboxes[sandbox_id] = sandbox
+        # Warm the default Python kernel like the real template does; errors surface on use.
+        context = sandbox.default_context("python")
+        task = asyncio.create_task(context.ensure_kernel())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        logger.info("created sandbox %s (template %s, timeout %ss)", sandbox_id, template, timeout)
+        return sandbox
+
+    def set_timeout(self, sandbox_id: str, timeout: int) -> None:
+        sandbox = self.get(sandbox_id)
+        if timeout <= 0 or timeout > MAX_TIMEOUT_S:
+            raise HostError(400, f"timeout must be between 1 and {MAX_TIMEOUT_S} seconds")
+        sandbox.end_at = time.time() + timeout
+
+    def extend(self, sandbox_id: str, timeout: int | None) -> Sandbox:
+        sandbox = self.get(sandbox_id)
+        if timeout:
+            if timeout < 0 or timeout > MAX_TIMEOUT_S:
+                raise HostError(400, f"timeout must be between 1 and {MAX_TIMEOUT_S} seconds")
+            sandbox.end_at = max(sandbox.end_at, time.time() + timeout)
+        return sandbox
+
+    async def kill(self, sandbox_id: str) -> bool:
+        sandbox = self.sandboxes.pop(sandbox_id, None)
+        if sandbox is None:
+            return False
+        sandbox.closed = True
+        # Killing PID 1 of the namespace kills every process in it, detached ones included.
+        sandbox.namespace.kill()
+        for context in list(sandbox.contexts.values()):
+            try:
+                await context.close()
+            except Exception:
+                logger.debug("closing context failed", exc_info=True)
+        for record in list(sandbox.processes.values()):
+            await record.process.kill()
+        sandbox.processes.clear()
+        await asyncio.to_thread(shutil.rmtree, sandbox.root, True)
+        logger.info("killed sandbox %s", sandbox_id)
+        return True
+
+    async def shutdown(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for sandbox_id in list(self.sandboxes):
+            await self.kill(sandbox_id)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def kill_all_now(self) -> None:
+        """Synchronous last resort (signal handlers, atexit)."""
+        for sandbox in list(self.sandboxes.values()):
+            sandbox.namespace.kill()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+async def run_in_context(context: CodeContext, code: str, env_vars: dict[str, str], sink: OutputSink) -> None:
+    """Run one cell; kernel failures become an ``error`` line, never an exception."""
+    try:
+        kernel = await context.ensure_kernel()
+    except KernelDied as exc:
+        sink.error("KernelStartError", str(exc), "")
+        return
+    try:
+        await kernel.execute(code, env_vars, sink)
+    except KernelDied as exc:
+        sink.error(
+            "DeadKernelError",
+            f"The {context.language} kernel died while running the cell ({exc}). "
+            "Its state is lost; it is restarted on the next call.",
+            "",
+        )
+        await kernel.stop()
+    except (BrokenPipeError, ConnectionResetError) as exc:
+        sink.error("DeadKernelError", f"lost the {context.language} kernel: {exc}", "")
+        await kernel.stop()
+
+
+__all__ = [
+    "CodeContext",
+    "CommandRecord",
+    "HostError",
+    "HostSettings",
+    "Sandbox",
+    "SandboxRegistry",
+    "run_in_context",
+]
