@@ -9,16 +9,17 @@ SAM := $(SAM_VENV)/bin/sam
 .PHONY: install dev test test-unit lint format build requirements bench deploy clean
 
 $(STAMP): pyproject.toml
+	bash scripts/ensure-system-packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,local]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 ## dev: run the whole service locally on http://127.0.0.1:3000
 dev: $(STAMP)
-	$(BIN)/python -m local.dev
+	$(BIN)/python -m local.dev $(ARGS)
 
 ## test: every test suite (unit, integration, contract)
 test: $(STAMP)

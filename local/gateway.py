@@ -1,0 +1,285 @@
+"""A local stand-in for API Gateway's HTTP API, built from template.yaml (no Docker).
+
+It does what `sam local start-api` does: turns each HTTP request into a payload-2.0 event and
+calls the route's `lambda_handler`. Like Lambda, each function runs in its own worker
+processes, one request per process at a time, so module state behaves as in a warm container.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing import get_context
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from local.template import ROOT, Route, http_api_routes
+
+logger = logging.getLogger("local.gateway")
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API's payload limit
+# Bodies that API Gateway passes through as text; anything else arrives base64-encoded.
+_TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
+
+
+# --- the worker side (runs in each function's processes) ---------------------------------------
+_modules: dict[str, ModuleType] = {}
+
+
+def _init_worker(environment: dict[str, str]) -> None:
+    os.environ.update(environment)
+    # Metrics are off locally; Powertools still warns on every request that none were sent.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    for path in (str(ROOT / "layers" / "shared"), str(ROOT)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+@dataclass
+class _LambdaContext:
+    function_name: str
+    aws_request_id: str
+    deadline: float
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def _invoke(code_dir: str, handler: str, function: str, event: dict, timeout: int) -> Any:
+    module_name, function_name = handler.rsplit(".", 1)
+    key = f"{code_dir}:{module_name}"
+    if key not in _modules:
+        spec = importlib.util.spec_from_file_location(
+            f"{function}_{module_name}", Path(code_dir) / f"{module_name}.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _modules[key] = module
+    context = _LambdaContext(function, str(uuid.uuid4()), time.monotonic() + timeout)
+    return getattr(_modules[key], function_name)(event, context)
+
+
+# --- the gateway side ---------------------------------------------------------------------------
+class FunctionPools:
+    """One pool of worker processes per function, started on first use."""
+
+    def __init__(self, environment: dict[str, str], concurrency: int) -> None:
+        self._environment = environment
+        self._concurrency = concurrency
+        self._pools: dict[str, ProcessPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def invoke(self, route: Route, event: dict) -> Any:
+        pool = self._pool(route.function)
+        future = pool.submit(
+            _invoke, str(route.code_dir), route.handler, route.function, event, route.timeout_seconds
+        )
+        try:
+            return future.result(timeout=route.timeout_seconds + 1)
+        except BrokenProcessPool:
+            with self._lock:  # a worker died (killed, out of memory): the next request gets a fresh pool
+                self._pools.pop(route.function, None)
+            raise
+
+    def _pool(self, function: str) -> ProcessPoolExecutor:
+        with self._lock:
+            if function not in self._pools:
+                self._pools[function] = ProcessPoolExecutor(
+                    max_workers=self._concurrency,
+                    mp_context=get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(self._environment,),
+                )
+            return self._pools[function]
+
+    def warm(self, routes: list[Route]) -> None:
+        """Import each function once so the first request does not pay the cold start."""
+        for route in {r.function: r for r in routes}.values():
+            self._pool(route.function).submit(_init_worker, self._environment).result()
+
+    def shutdown(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def build_event(route: Route, path_parameters: dict[str, str], request: RequestData) -> dict:
+    headers = {name.lower(): value for name, value in request.headers}
+    content_type = headers.get("content-type", "")
+    is_text = request.body == b"" or content_type.startswith(_TEXT_TYPES)
+    if is_text:
+        try:
+            body: str | None = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            is_text = False
+    if not is_text:
+        body = base64.b64encode(request.body).decode()
+    query_pairs = parse_qsl(request.query, keep_blank_values=True)
+    query: dict[str, str] = {}
+    for name, value in query_pairs:  # repeated names are joined with commas, as API Gateway does
+        query[name] = f"{query[name]},{value}" if name in query else value
+    now = time.time()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.route_key,
+        "rawPath": request.raw_path,
+        "rawQueryString": request.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": headers.get("host", "127.0.0.1"),
+            "domainPrefix": "local",
+            "http": {
+                "method": request.method,
+                "path": request.raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": request.client_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": base64.b64encode(uuid.uuid4().bytes[:12]).decode(),
+            "routeKey": route.route_key,
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": not is_text,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if request.body:
+        event["body"] = body
+    return event
+
+
+@dataclass(frozen=True)
+class RequestData:
+    method: str
+    raw_path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    client_ip: str
+
+
+def find_route(routes: list[Route], method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
+    decoded = unquote(raw_path)
+    for route in routes:
+        params = route.match(method, decoded)
+        if params is not None:
+            return route, params
+    return None
+
+
+class Gateway(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], routes: list[Route], pools: FunctionPools) -> None:
+        super().__init__(address, _Handler)
+        self.routes = routes
+        self.pools = pools
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Gateway
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET  # noqa: N815 - stdlib names
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        status = self._respond()
+        logger.info(
+            "%s %s %s %.0fms", self.command, self.path, status, (time.perf_counter() - started) * 1000
+        )
+
+    def _respond(self) -> int:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_BODY_BYTES:
+            return self._send_plain(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Entity Too Large"}
+            )
+        body = self.rfile.read(length) if length else b""
+        found = find_route(self.server.routes, self.command, url.path)
+        if found is None:
+            return self._send_plain(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
+        route, params = found
+        request = RequestData(
+            self.command, url.path, url.query, list(self.headers.items()), body, self.client_address[0]
+        )
+        try:
+            result = self.server.pools.invoke(route, build_event(route, params, request))
+        except FutureTimeout:
+            return self._send_plain(HTTPStatus.SERVICE_UNAVAILABLE, {"message": "Service Unavailable"})
+        except Exception:
+            # What API Gateway answers when the function itself fails; the trace stays here.
+            logger.exception("function %s failed", route.function)
+            return self._send_plain(HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal Server Error"})
+        return self._send_lambda_result(result)
+
+    def _send_lambda_result(self, result: Any) -> int:
+        if not isinstance(result, dict) or "statusCode" not in result:
+            # Payload 2.0 lets a function return any JSON value: API Gateway sends it as the body.
+            return self._send_plain(HTTPStatus.OK, result)
+        body = result.get("body") or ""
+        data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+        status = int(result["statusCode"])
+        self.send_response(status)
+        for name, value in (result.get("headers") or {}).items():
+            self.send_header(name, str(value))
+        for cookie in result.get("cookies") or []:
+            self.send_header("Set-Cookie", cookie)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        return status
+
+    def _send_plain(self, status: HTTPStatus, payload: Any) -> int:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return int(status)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request is logged by _serve
+
+
+def serve(host: str, port: int, environment: dict[str, str], concurrency: int = 8) -> Gateway:
+    routes = http_api_routes()
+    pools = FunctionPools(environment, concurrency)
+    gateway = Gateway((host, port), routes, pools)
+    threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
+    return gateway
