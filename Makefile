@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 
-.PHONY: install dev test test-unit lint format build requirements bench deploy clean
+.PHONY: install dev test test-unit lint format build requirements bench deploy clean docker reap
 
 $(STAMP): pyproject.toml
 	bash scripts/ensure-system-packages.sh
@@ -24,6 +24,14 @@ dev: $(STAMP)
 ## test: every test suite (unit, integration, contract)
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## docker: a running engine and the Docker provider's sandbox image (built offline, cached)
+docker:
+	bash scripts/ensure-docker.sh
+
+## reap: remove Docker sandboxes whose sessions have ended (a backstop for crashes)
+reap: $(STAMP)
+	$(BIN)/python -m local.docker_sandbox.reap
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -14,6 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import boto3
+from sandbox_gateway.adapters.docker import DockerSandboxProvider
+from sandbox_gateway.config import Settings
+from sandbox_gateway.models.errors import DomainError
 
 from local.e2b_host.testing import running_host
 from local.gateway import Gateway, serve
@@ -102,6 +106,7 @@ def sandbox_backend(provider: str) -> Iterator[tuple[dict[str, str], str | None]
 def running_stack(
     *, host: str = "127.0.0.1", port: int = 0, provider: str = "local", concurrency: int = 8
 ) -> Iterator[Stack]:
+    docker_owner = f"stack-{secrets.token_hex(4)}"
     with dynamodb_server() as dynamodb_url, sandbox_backend(provider) as (sandbox_env, e2b_url):
         environment = {
             **function_environment(),
@@ -111,6 +116,7 @@ def running_stack(
             "DYNAMODB_ENDPOINT_URL": dynamodb_url,
             # Local development: the Docker provider is allowed here and only here.
             "LOCAL_MODE": "true",
+            "DOCKER_OWNER": docker_owner,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
@@ -121,3 +127,14 @@ def running_stack(
         finally:
             gateway.shutdown()
             gateway.pools.shutdown()
+            _remove_docker_sandboxes(docker_owner)
+
+
+def _remove_docker_sandboxes(owner: str) -> None:
+    """Sessions die with this stack's in-memory DynamoDB: so do their containers."""
+    try:
+        removed = DockerSandboxProvider(Settings(docker_owner=owner)).reap(everything=True)
+    except DomainError:
+        return  # no engine: nothing was started on it
+    if removed:
+        logger.info("removed %d Docker sandbox(es) of this stack", len(removed))

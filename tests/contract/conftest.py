@@ -9,11 +9,14 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from sandbox_gateway.adapters.docker import DockerSandboxProvider
 from sandbox_gateway.adapters.e2b import E2BSandboxProvider
+from sandbox_gateway.config import Settings
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Environment
 from sandbox_gateway.ports import SandboxProvider, SandboxRef, SandboxSpec
 
 from local.e2b_host.testing import HostInfo, running_host
+from tests.support.docker_engine import require_docker_image
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +34,17 @@ def e2b_provider_for(host: HostInfo) -> E2BSandboxProvider:
     )
 
 
-@pytest.fixture(scope="session", params=["e2b"])
+@pytest.fixture(scope="session", params=["e2b", "docker"])
 def provider_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture(scope="session")
-def provider(provider_kind: str, e2b_host: HostInfo) -> SandboxProvider:
-    return e2b_provider_for(e2b_host)
+def provider(provider_kind: str, request: pytest.FixtureRequest) -> SandboxProvider:
+    if provider_kind == "docker":
+        require_docker_image()
+        return DockerSandboxProvider(Settings())
+    return e2b_provider_for(request.getfixturevalue("e2b_host"))
 
 
 def environment(provider_kind: str, language: str = "python") -> Environment:

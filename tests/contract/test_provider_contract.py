@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 
 import e2b
@@ -21,6 +22,7 @@ from sandbox_gateway.ports import SandboxProvider, SandboxRef, SandboxSpec
 
 from tests.contract.conftest import SandboxFactory, environment
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 PNG_1X1 = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
@@ -62,7 +64,7 @@ def test_user_errors_come_back_with_name_value_and_traceback(
     assert outcome.status == ExecutionStatus.ERROR
     assert outcome.error is not None
     assert (outcome.error.name, outcome.error.value) == ("ValueError", "bad input")
-    assert "f()" in outcome.error.traceback
+    assert "f()" in ANSI_ESCAPE.sub("", outcome.error.traceback)  # kernels colour tracebacks
     assert run(provider, ref, "print('recovered')").stdout == "recovered\n"
 
 

@@ -12,6 +12,7 @@ import requests
 
 from local.stack import Stack
 from tests.e2e.conftest import Client
+from tests.support.docker_engine import require_docker_image
 
 PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
@@ -206,3 +207,29 @@ def test_unknown_routes_answer_like_api_gateway(client: Client) -> None:
     for method, path in [("GET", "/nope"), ("PUT", "/api/sessions"), ("GET", "/api/e2b/execute")]:
         response = client.request(method, path)
         assert response.status_code == 404 and response.json() == {"message": "Not Found"}
+
+
+def test_a_docker_session_behaves_like_an_e2b_one(client: Client) -> None:
+    require_docker_image()
+    session_id = client.create_session(environment="docker-python", provider="docker")
+    client.execute(session_id, "total = 40")
+    assert client.execute(session_id, "print(total + 2)").json()["stdout"] == "42\n"
+    assert client.execute(session_id, "echo $((40 + 2))", "bash").json()["stdout"] == "42\n"
+    failed = client.execute(session_id, "1/0").json()
+    assert failed["status"] == "error" and failed["error"]["name"] == "ZeroDivisionError"
+
+    data = bytes(range(256))
+    body = {"session_id": session_id, "file_path": "bytes.bin", "content": base64.b64encode(data).decode()}
+    assert client.request("POST", "/api/e2b/files", json=body).status_code == 201
+    raw = client.request(
+        "GET", f"/api/e2b/files/{session_id}/bytes.bin", headers={"Accept": "application/octet-stream"}
+    )
+    assert raw.content == data
+    assert_error(
+        client.request("POST", "/api/e2b/files", json=body | {"file_path": "/etc/x"}),
+        400,
+        "invalid_file_path",
+    )
+
+    assert client.request("DELETE", f"/api/sessions/{session_id}").json()["status"] == "closed"
+    assert_error(client.execute(session_id, "1"), 410, "session_closed")

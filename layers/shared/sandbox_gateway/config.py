@@ -40,6 +40,14 @@ class Settings(BaseModel):
     workspace_root: str = "/workspace"
 
     local_mode: bool = False
+    # Docker provider (local development only); environments may lower or raise cpu/memory.
+    docker_host: str | None = None  # unset: DOCKER_HOST or the local socket, as docker-py decides
+    docker_owner: str = "default"  # labels a stack's containers so it can remove just its own
+    docker_memory_mb: int = Field(default=512, ge=64)
+    docker_cpus: float = Field(default=1.0, gt=0)
+    docker_pids_limit: int = Field(default=256, ge=16)
+    docker_workspace_mb: int = Field(default=256, ge=1)
+    docker_output_limit_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     custom_environments: tuple[Environment, ...] = ()
 
     @field_validator("allowed_roots", mode="before")

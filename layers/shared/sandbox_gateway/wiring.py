@@ -6,6 +6,7 @@ from functools import cache
 
 import boto3
 
+from sandbox_gateway.adapters.docker import DockerSandboxProvider
 from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
 from sandbox_gateway.adapters.e2b import E2BSandboxProvider
 from sandbox_gateway.adapters.secrets import e2b_api_key_source
@@ -61,7 +62,14 @@ def provider_for(provider: Provider) -> SandboxProvider:
         raise ProviderNotAllowed(f"provider '{provider}' is only available in local development")
     if provider == Provider.E2B:
         return e2b_provider()
+    if provider == Provider.DOCKER:
+        return docker_provider()
     raise ProviderUnavailable(f"provider '{provider}' is not available in this build")
+
+
+@cache
+def docker_provider() -> DockerSandboxProvider:
+    return DockerSandboxProvider(get_settings())
 
 
 @cache
@@ -94,6 +102,7 @@ def reset(*, keep_overrides: bool = False) -> None:
         catalogue,
         session_repository,
         e2b_provider,
+        docker_provider,
         session_service,
         execution_service,
         file_service,

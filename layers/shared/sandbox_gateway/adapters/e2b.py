@@ -17,8 +17,9 @@ from typing import Any
 import e2b
 from aws_lambda_powertools import Logger
 from e2b_code_interpreter import Sandbox
-from e2b_code_interpreter.models import Context, Execution
+from e2b_code_interpreter.models import Context
 
+from sandbox_gateway.adapters.code_interpreter import outcome_from_execution, timed_out
 from sandbox_gateway.models.environment import Language
 from sandbox_gateway.models.errors import (
     DomainError,
@@ -33,10 +34,7 @@ from sandbox_gateway.models.errors import (
 )
 from sandbox_gateway.models.execution import (
     CodeRun,
-    ExecutionErrorInfo,
     ExecutionOutcome,
-    ExecutionStatus,
-    RichResult,
 )
 from sandbox_gateway.models.files import FileEntry, FileType
 from sandbox_gateway.ports import SandboxRef, SandboxSpec
@@ -47,21 +45,6 @@ WORKSPACE = "/workspace"
 # The code interpreter's own names for our languages.
 _KERNEL_LANGUAGE = {Language.PYTHON: "python", Language.JAVASCRIPT: "javascript", Language.BASH: "bash"}
 _KERNEL_ALIASES = {"js": "javascript", "node": "javascript", "sh": "bash", "python3": "python"}
-_RESULT_FORMATS = (
-    "text",
-    "html",
-    "markdown",
-    "svg",
-    "png",
-    "jpeg",
-    "pdf",
-    "latex",
-    "json",
-    "javascript",
-    "data",
-    "chart",
-    "extra",
-)
 _FILE_TYPES = {"file": FileType.FILE, "dir": FileType.DIRECTORY, "symlink": FileType.SYMLINK}
 MAX_CACHED_SANDBOXES = 64
 _GONE_MESSAGE = "the session's sandbox no longer exists (it expired or was killed)"
@@ -154,10 +137,10 @@ class E2BSandboxProvider:
                 )
             except e2b.TimeoutException as exc:
                 if _is_execution_timeout(exc):
-                    return _timed_out(run, time.perf_counter() - started)
+                    return timed_out(run.timeout_seconds, (time.perf_counter() - started) * 1000)
                 raise
             elapsed_ms = (time.perf_counter() - started) * 1000
-        return _outcome(execution, elapsed_ms)
+        return outcome_from_execution(execution, elapsed_ms)
 
     def _context(self, sandbox: Sandbox, language: Language) -> Context | None:
         """The session's context for a language, working in /workspace; created on first use.
@@ -282,41 +265,6 @@ def _is_execution_timeout(exc: e2b.TimeoutException) -> bool:
     # execution stream) and for "the sandbox did not answer"; only its message tells them apart.
     return not isinstance(exc, e2b.SandboxNotRunningException | e2b.SandboxUnreachableException) and (
         "Execution timed out" in str(exc)
-    )
-
-
-def _timed_out(run: CodeRun, elapsed_seconds: float) -> ExecutionOutcome:
-    return ExecutionOutcome(
-        status=ExecutionStatus.TIMEOUT,
-        error=ExecutionErrorInfo(
-            name="TimeoutError",
-            value=f"execution did not finish within {run.timeout_seconds} s",
-            traceback="",
-        ),
-        sandbox_duration_ms=elapsed_seconds * 1000,
-    )
-
-
-def _outcome(execution: Execution, elapsed_ms: float) -> ExecutionOutcome:
-    error = execution.error
-    return ExecutionOutcome(
-        status=ExecutionStatus.ERROR if error else ExecutionStatus.OK,
-        stdout="".join(execution.logs.stdout),
-        stderr="".join(execution.logs.stderr),
-        results=tuple(
-            RichResult(
-                formats={
-                    name: getattr(result, name)
-                    for name in _RESULT_FORMATS
-                    if getattr(result, name, None) not in (None, {}, "")
-                },
-                is_main_result=bool(result.is_main_result),
-            )
-            for result in execution.results
-        ),
-        error=ExecutionErrorInfo(error.name, error.value, error.traceback) if error else None,
-        execution_count=execution.execution_count,
-        sandbox_duration_ms=elapsed_ms,
     )
 
 

@@ -1,0 +1,453 @@
+"""DockerSandboxProvider: one hardened container per session, for local development only.
+
+Untrusted code runs on the developer's own machine, so containment is the point (see
+shared/SECURITY.md): non-root, no capabilities, no new privileges, read-only root, no network,
+bounded memory/CPU/pids/files, an init, an allowlisted environment, no Docker socket inside.
+Files move only through the Engine's archive API with tars built and parsed in memory; nothing
+here opens a sandbox path on the host. docker-py is imported lazily: it is not in the Lambda layer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from sandbox_gateway.adapters.code_interpreter import execution_from_ndjson, outcome_from_execution, timed_out
+from sandbox_gateway.config import Settings
+from sandbox_gateway.models.errors import (
+    DomainError,
+    FileNotFound,
+    InvalidFileOperation,
+    PayloadTooLarge,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    SandboxGone,
+)
+from sandbox_gateway.models.execution import CodeRun, ExecutionOutcome, ExecutionStatus
+from sandbox_gateway.models.files import FileEntry, FileType
+from sandbox_gateway.ports import SandboxRef, SandboxSpec
+
+logger = Logger(child=True)
+
+AGENT = ["python3", "/opt/sandbox/agent.py"]
+SANDBOX_USER = "1000:1000"
+UID = GID = 1000
+LABEL = "sandbox-gateway"
+LABEL_MANAGED = f"{LABEL}.managed"
+LABEL_SESSION = f"{LABEL}.session"
+LABEL_TENANT = f"{LABEL}.tenant"
+LABEL_EXPIRES = f"{LABEL}.expires-at"
+LABEL_OWNER = f"{LABEL}.owner"
+READY_TIMEOUT_SECONDS = 60
+AGENT_GRACE_SECONDS = 15  # beyond the code's own timeout: interrupt, kernel restart, sweep
+FILE_OP_TIMEOUT_SECONDS = 20
+# Only these reach the container: nothing of the host's environment leaks in.
+BASE_ENVIRONMENT = {
+    "HOME": "/home/user",
+    "USER": "user",
+    "LANG": "C.UTF-8",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "PYTHONUNBUFFERED": "1",
+    "MPLBACKEND": "Agg",
+}
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A size- and inode-limited tmpfs, as a named volume: the archive API can reach volumes
+    but not HostConfig tmpfs mounts, and refuses everything else on a read-only root."""
+
+    suffix: str
+    target: str
+    options: str
+
+
+def _mounts(settings: Settings) -> tuple[Mount, ...]:
+    owned = f"uid={UID},gid={GID},mode=0755"
+    return (
+        Mount("workspace", "/workspace", f"size={settings.docker_workspace_mb}m,nr_inodes=20000,{owned}"),
+        Mount("home", "/home/user", f"size=64m,nr_inodes=5000,{owned}"),
+        Mount("tmp", "/tmp", "size=64m,nr_inodes=5000,mode=1777,noexec,nosuid,nodev"),  # noqa: S108
+    )
+
+
+class DockerSandboxProvider:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def create(self, spec: SandboxSpec) -> str:
+        name = f"sgw-{spec.session_id}"
+        env = spec.environment
+        labels = {
+            LABEL_MANAGED: "true",
+            LABEL_SESSION: spec.session_id,
+            LABEL_TENANT: spec.tenant_id,
+            LABEL_EXPIRES: str(int(self._clock()) + spec.timeout_seconds),
+            LABEL_OWNER: self._settings.docker_owner,
+        }
+        with self._engine("create the sandbox") as client:
+            try:
+                volumes = {}
+                for mount in _mounts(self._settings):
+                    volume = client.volumes.create(
+                        name=f"{name}-{mount.suffix}",
+                        driver="local",
+                        driver_opts={"type": "tmpfs", "device": "tmpfs", "o": mount.options},
+                        labels=labels,
+                    )
+                    volumes[volume.name] = {"bind": mount.target, "mode": "rw"}
+                container = client.containers.create(
+                    env.template,
+                    name=name,
+                    labels=labels,
+                    volumes=volumes,
+                    environment={**BASE_ENVIRONMENT, **spec.envs},
+                    use_config_proxy=False,  # the host's proxy settings are not the sandbox's
+                    hostname="sandbox",
+                    working_dir="/workspace",
+                    user=SANDBOX_USER,
+                    cap_drop=["ALL"],
+                    security_opt=["no-new-privileges:true"],
+                    read_only=True,
+                    # The agent's socket and the kernels' state; not reachable by the files API.
+                    tmpfs={"/.e2b": f"rw,nosuid,nodev,noexec,size=16m,uid={UID},gid={GID},mode=0700"},
+                    network_mode="bridge" if env.allow_internet_access else "none",
+                    mem_limit=f"{env.memory_mb or self._settings.docker_memory_mb}m",
+                    memswap_limit=f"{env.memory_mb or self._settings.docker_memory_mb}m",  # no swap
+                    nano_cpus=int((env.cpu_count or self._settings.docker_cpus) * 1e9),
+                    pids_limit=self._settings.docker_pids_limit,
+                    ulimits=_ulimits(self._settings),
+                    init=True,
+                )
+                container.start()
+                self._agent(
+                    container, {"op": "ready", "language": env.default_language.value}, READY_TIMEOUT_SECONDS
+                )
+            except BaseException:
+                # Nothing leaks: no container, no volume survives a failed create.
+                self._remove(client, name)
+                raise
+        return name
+
+    def extend(self, ref: SandboxRef, timeout_seconds: int) -> None:
+        # The container has no clock of its own: the session's stored expiry is the truth, and
+        # the reaper consults it before removing a container whose label says it has expired.
+        with self._sandbox(ref, "extend the sandbox"):
+            pass
+
+    def kill(self, sandbox_id: str) -> None:
+        with self._engine("remove the sandbox") as client:
+            self._remove(client, sandbox_id)
+
+    def reap(
+        self, still_live: Callable[[str, str], bool] | None = None, *, everything: bool = False
+    ) -> list[str]:
+        """Remove this owner's containers past their labelled expiry, unless `still_live(tenant,
+        session)` says a keep-alive extended them (labels cannot change; the session store can);
+        with `everything`, all of this owner's containers. Then volumes left without a container."""
+        now = int(self._clock())
+        removed = []
+        owned = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={self._settings.docker_owner}"]}
+        with self._engine("reap expired sandboxes") as client:
+            for container in client.containers.list(all=True, filters=owned):
+                labels = container.labels
+                expired = everything or int(labels.get(LABEL_EXPIRES, "0")) <= now
+                if not expired:
+                    continue
+                if still_live is not None and still_live(
+                    labels.get(LABEL_TENANT, ""), labels.get(LABEL_SESSION, "")
+                ):
+                    continue
+                self._remove(client, container.name)
+                removed.append(container.name)
+            in_use = {
+                c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+            }
+            for volume in client.volumes.list(filters=owned):
+                owner = volume.name.rsplit("-", 1)[0]
+                if owner not in in_use:
+                    _ignore_missing(volume.remove, force=True)
+        return removed
+
+    # --- code --------------------------------------------------------------------------------
+    def execute(self, ref: SandboxRef, run: CodeRun) -> ExecutionOutcome:
+        request = {
+            "language": run.language.value,
+            "code": run.code,
+            "env_vars": run.envs,
+            "timeout": run.timeout_seconds,
+            "output_limit": self._settings.docker_output_limit_bytes,
+        }
+        with self._sandbox(ref, "run code") as container:
+            started = time.perf_counter()
+            lines = self._agent(container, request, run.timeout_seconds + AGENT_GRACE_SECONDS)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+        end = json.loads(lines[-1]) if lines else {}
+        if end.get("type") != "end_of_execution":
+            raise ProviderError(f"the sandbox agent gave no result ({end.get('message', 'no output')})")
+        outcome = outcome_from_execution(
+            execution_from_ndjson(lines[:-1]),
+            elapsed_ms,
+            status=ExecutionStatus(end.get("status", "ok")),
+            truncated=bool(end.get("truncated")),
+        )
+        if outcome.status == ExecutionStatus.TIMEOUT:
+            # The kernel reports the interrupt (KeyboardInterrupt); callers see one timeout shape.
+            return timed_out(run.timeout_seconds, elapsed_ms, partial=outcome)
+        return outcome
+
+    # --- files -------------------------------------------------------------------------------
+    def list_files(self, ref: SandboxRef, directory: str) -> list[FileEntry]:
+        with self._sandbox(ref, "list files") as container:
+            answer = self._helper(container, "list", directory)
+        return [
+            FileEntry(
+                name=entry["name"],
+                path=entry["path"],
+                type=FileType(entry["type"]),
+                size=entry["size"],
+                modified_at=datetime.fromtimestamp(entry["mtime"], tz=UTC).isoformat(),
+            )
+            for entry in answer["entries"]
+        ]
+
+    def read_file(self, ref: SandboxRef, path: str, max_bytes: int) -> bytes:
+        with self._sandbox(ref, "read the file") as container:
+            stream, info = self._call(lambda: container.client.api.get_archive(container.id, path), path)
+            size, mode = int(info.get("size", 0)), int(info.get("mode", 0))
+            if mode & _GO_MODE_DIR:
+                raise InvalidFileOperation(f"{path} is a directory; list it instead")
+            if mode & _GO_MODE_SYMLINK:
+                raise InvalidFileOperation(f"{path} is a symbolic link; links are not followed")
+            if size > max_bytes:
+                raise PayloadTooLarge(f"{path} is {size} bytes; the limit is {max_bytes}")
+            archive = _read_bounded(stream, max_bytes + 64 * 1024)
+        return _single_regular_file(archive, path, max_bytes)
+
+    def write_file(self, ref: SandboxRef, path: str, data: bytes) -> FileEntry:
+        root, relative = self._split_root(path)
+        archive = _tar_with_parents(relative, data, self._clock())
+        with self._sandbox(ref, "write the file") as container:
+            self._call(lambda: container.client.api.put_archive(container.id, root, archive), path)
+        return FileEntry(name=PurePosixPath(path).name, path=path, type=FileType.FILE, size=len(data))
+
+    def delete_file(self, ref: SandboxRef, path: str) -> None:
+        with self._sandbox(ref, "delete the file") as container:
+            self._helper(container, "remove", path)
+
+    def _split_root(self, path: str) -> tuple[str, str]:
+        """The volume a path lives on (puts must land on one) and the path inside it."""
+        target = PurePosixPath(path)
+        for mount in _mounts(self._settings):
+            if target.is_relative_to(mount.target) and target != PurePosixPath(mount.target):
+                return mount.target, str(target.relative_to(mount.target))
+        raise InvalidFileOperation(f"{path} is not on a writable sandbox volume")
+
+    # --- talking to the container ----------------------------------------------------------
+    def _agent(self, container: Any, request: dict[str, Any], timeout: float) -> list[str]:
+        """One request to the in-container agent through `docker exec`, bounded in time."""
+        payload = (json.dumps(request) + "\n").encode()
+        output = self._exec(container, [*AGENT, "call"], payload, timeout)
+        lines = output.decode("utf-8", "replace").splitlines()
+        if lines and json.loads(lines[-1]).get("type") == "agent_error":
+            raise ProviderError(f"the sandbox agent failed: {json.loads(lines[-1]).get('message')}")
+        return lines
+
+    def _helper(self, container: Any, command: str, path: str) -> dict[str, Any]:
+        output = self._exec(container, [*AGENT, command, path], b"", FILE_OP_TIMEOUT_SECONDS)
+        answer = json.loads(output or b"{}")
+        error = answer.get("error")
+        if error == "not_found":
+            raise FileNotFound(answer["message"])
+        if error:
+            raise InvalidFileOperation(answer.get("message", error))
+        return dict(answer)
+
+    def _exec(self, container: Any, command: list[str], stdin: bytes, timeout: float) -> bytes:
+        # exec_run has no timeout, and an exec cannot be killed through the API: the socket is
+        # bounded here, and a runaway is ended from a second exec (the agent's sweep).
+        from docker.utils.socket import frames_iter  # noqa: PLC0415 - docker-py is local-only
+
+        api = container.client.api
+        exec_id = api.exec_create(container.id, command, stdin=True, user=SANDBOX_USER, workdir="/workspace")[
+            "Id"
+        ]
+        sock = api.exec_start(exec_id, socket=True)
+        raw = getattr(sock, "_sock", sock)
+        raw.settimeout(timeout)
+        chunks: list[bytes] = []
+        received = 0
+        limit = self._settings.max_response_bytes * 2
+        try:
+            if stdin:
+                raw.sendall(stdin)
+            raw.shutdown(socket.SHUT_WR)
+            for stream, data in frames_iter(sock, tty=False):
+                if stream == 1:
+                    received += len(data)
+                    if received > limit:
+                        raise ProviderError("the sandbox agent sent more output than any response can hold")
+                    chunks.append(data)
+        except (TimeoutError, OSError) as exc:
+            self._exec_sweep(container)
+            raise ProviderTimeout("the sandbox did not answer in time") from exc
+        finally:
+            sock.close()
+        return b"".join(chunks)
+
+    def _exec_sweep(self, container: Any) -> None:
+        try:
+            container.exec_run([*AGENT, "sweep"], user=SANDBOX_USER)
+        except Exception:
+            logger.exception("sweep after a runaway exec failed")
+
+    # --- engine plumbing -------------------------------------------------------------------
+    @contextmanager
+    def _sandbox(self, ref: SandboxRef, action: str) -> Iterator[Any]:
+        with self._engine(action) as client:
+            try:
+                container = client.containers.get(ref.sandbox_id)
+            except _docker_errors().NotFound as exc:
+                raise SandboxGone(
+                    "the session's sandbox no longer exists (it expired or was removed)"
+                ) from exc
+            if ref.expires_at <= int(self._clock()):
+                self._remove(client, ref.sandbox_id)  # reaped on access
+                raise SandboxGone("the session's sandbox has expired")
+            if container.status != "running":
+                self._remove(client, ref.sandbox_id)
+                raise SandboxGone(f"the session's sandbox stopped ({container.status})")
+            yield container
+
+    @contextmanager
+    def _engine(self, action: str) -> Iterator[Any]:
+        errors = _docker_errors()
+        try:
+            yield self._docker()
+        except DomainError:
+            raise
+        except errors.ImageNotFound as exc:
+            raise ProviderError(
+                "the Docker sandbox image is missing: build it with local/docker_sandbox/build.sh"
+            ) from exc
+        except errors.NotFound as exc:
+            raise SandboxGone("the session's sandbox no longer exists") from exc
+        except errors.APIError as exc:
+            logger.warning("Docker call failed", extra={"action": action, "status": exc.status_code})
+            raise ProviderError(f"Docker failed to {action}") from exc
+        except (errors.DockerException, ConnectionError, OSError) as exc:
+            self._client = None
+            raise ProviderUnavailable(f"the Docker engine is not reachable (could not {action})") from exc
+
+    def _docker(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import docker  # noqa: PLC0415 - local development only, not in the Lambda layer
+
+                if self._settings.docker_host:
+                    self._client = docker.DockerClient(base_url=self._settings.docker_host, timeout=60)
+                else:
+                    self._client = docker.from_env(timeout=60)
+            return self._client
+
+    @staticmethod
+    def _call(call: Callable[[], Any], path: str) -> Any:
+        errors = _docker_errors()
+        try:
+            return call()
+        except errors.NotFound as exc:
+            raise FileNotFound(f"{path} does not exist") from exc
+        except errors.APIError as exc:
+            raise InvalidFileOperation(f"{path} cannot be written or read there") from exc
+
+    @staticmethod
+    def _remove(client: Any, name: str) -> None:
+        _ignore_missing(lambda: client.containers.get(name).remove(force=True))
+        for mount in ("workspace", "home", "tmp"):
+            _ignore_missing(lambda m=mount: client.volumes.get(f"{name}-{m}").remove(force=True))
+
+
+# Go's os.FileMode bits, as the Engine reports them in the archive's stat header.
+_GO_MODE_DIR = 1 << 31
+_GO_MODE_SYMLINK = 1 << 27
+
+
+def _docker_errors() -> Any:
+    import docker.errors  # noqa: PLC0415
+
+    return docker.errors
+
+
+def _ignore_missing(call: Callable[..., Any], **kwargs: Any) -> None:
+    try:
+        call(**kwargs)
+    except _docker_errors().NotFound:
+        pass
+
+
+def _ulimits(settings: Settings) -> list[Any]:
+    from docker.types import Ulimit  # noqa: PLC0415
+
+    file_size = settings.docker_workspace_mb * 1024 * 1024
+    return [
+        Ulimit(name="nofile", soft=1024, hard=1024),
+        Ulimit(name="fsize", soft=file_size, hard=file_size),
+        Ulimit(name="core", soft=0, hard=0),
+    ]
+
+
+def _read_bounded(stream: Iterator[bytes], limit: int) -> bytes:
+    buffer = bytearray()
+    for chunk in stream:
+        buffer += chunk
+        if len(buffer) > limit:
+            raise PayloadTooLarge("the file grew beyond the limit while it was read")
+    return bytes(buffer)
+
+
+def _single_regular_file(archive: bytes, path: str, max_bytes: int) -> bytes:
+    """The one regular file in a tar from the Engine; anything else (a link, a device, several
+    members) is refused. Parsed in memory: nothing is ever extracted on the host."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        members = tar.getmembers()
+        if len(members) != 1 or not members[0].isreg():
+            raise InvalidFileOperation(f"{path} is not a regular file")
+        if members[0].size > max_bytes:
+            raise PayloadTooLarge(f"{path} is larger than the limit of {max_bytes} bytes")
+        extracted = tar.extractfile(members[0])
+        assert extracted is not None  # a regular member always has content
+        return extracted.read()
+
+
+def _tar_with_parents(relative: str, data: bytes, now: float) -> bytes:
+    """A tar holding the file and its parent directories, all owned by the sandbox user."""
+    buffer = io.BytesIO()
+    parts = PurePosixPath(relative).parts
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for depth in range(1, len(parts)):
+            directory = tarfile.TarInfo("/".join(parts[:depth]))
+            directory.type, directory.mode = tarfile.DIRTYPE, 0o755
+            directory.uid, directory.gid, directory.mtime = UID, GID, int(now)
+            tar.addfile(directory)
+        member = tarfile.TarInfo(relative)
+        member.size, member.mode = len(data), 0o644
+        member.uid, member.gid, member.mtime = UID, GID, int(now)
+        tar.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
