@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 
-.PHONY: install dev test test-unit lint format build requirements bench deploy clean docker reap
+.PHONY: install dev test test-unit lint format build build-local requirements bench deploy clean docker reap
 
 $(STAMP): pyproject.toml
 	bash scripts/ensure-system-packages.sh
@@ -57,6 +57,10 @@ $(SAM):
 ## build: sam build (the layer gets python3.13 wheels even on a 3.11 machine)
 build: $(SAM)
 	SAM_CLI_TELEMETRY=0 $(SAM) build --template template.yaml
+
+## build-local: sam build with docker-py in the layer, for `sam local` with the Docker provider
+build-local: $(SAM)
+	LAYER_EXTRAS="docker>=7,<8" SAM_CLI_TELEMETRY=0 $(SAM) build --template template.yaml
 
 ## deploy: first time `make deploy`, which runs the guided deploy and saves samconfig.toml
 deploy: build

@@ -54,8 +54,9 @@ def sdk_options(stack: Stack) -> dict[str, str]:
     return {"api_key": "bench", "api_url": stack.e2b_url, "sandbox_url": stack.e2b_url}
 
 
-def create_session(http: requests.Session, url: str) -> str:
-    response = http.post(f"{url}/api/sessions", json=SEED_BODY, timeout=60)
+def create_session(http: requests.Session, url: str, environment: str = "e2b-python") -> str:
+    body = SEED_BODY | {"environment": environment, "provider": environment.split("-", maxsplit=1)[0]}
+    response = http.post(f"{url}/api/sessions", json=body, timeout=120)
     response.raise_for_status()
     return str(response.json()["session_id"])
 
@@ -107,10 +108,14 @@ def bench_create(stack: Stack, repeat: int) -> dict[str, Any]:
     }
 
 
-def bench_concurrency(stack: Stack, sessions: int, seconds: float) -> dict[str, Any]:
+def bench_concurrency(
+    stack: Stack, sessions: int, seconds: float, environment: str = "e2b-python"
+) -> dict[str, Any]:
     http = requests.Session()
     with ThreadPoolExecutor(sessions) as pool:
-        session_ids = list(pool.map(lambda _: create_session(requests.Session(), stack.url), range(sessions)))
+        session_ids = list(
+            pool.map(lambda _: create_session(requests.Session(), stack.url, environment), range(sessions))
+        )
         # One untimed round: every worker process of the execute function is started and warm,
         # as provisioned concurrency would have it; cold starts are measured in (d).
         list(pool.map(lambda sid: http_warm(stack.url, sid), session_ids))
@@ -148,6 +153,40 @@ def bench_concurrency(stack: Stack, sessions: int, seconds: float) -> dict[str, 
         "errors": errors,
         **percentiles(latencies or [0.0]),
     }
+
+
+def bench_docker(stack: Stack, repeat: int, create_repeat: int) -> dict[str, Any]:
+    """Docker provider: create (container + kernel ready) and a trivial execute, through the API;
+    and where create's time goes: a bare container start next to the whole create."""
+    import docker  # noqa: PLC0415 - only when the Docker provider is benchmarked
+
+    http = requests.Session()
+    created: list[str] = []
+    create = percentiles(
+        timed(lambda: created.append(create_session(http, stack.url, "docker-python")), create_repeat)
+    )
+    body = {"session_id": created[0], "code": "1 + 1", "language": "python"}
+    http.post(f"{stack.url}/api/e2b/execute", json=body, timeout=60).raise_for_status()
+    execute = percentiles(
+        timed(
+            lambda: http.post(f"{stack.url}/api/e2b/execute", json=body, timeout=60).raise_for_status(),
+            repeat,
+        )
+    )
+    for session_id in created:
+        http.delete(f"{stack.url}/api/sessions/{session_id}", timeout=60)
+
+    client = docker.from_env()
+
+    def bare_container() -> None:
+        container = client.containers.run(
+            "sandbox-gateway/sandbox:latest", ["true"], detach=True, network_mode="none", init=True
+        )
+        container.wait()
+        container.remove(force=True)
+
+    bare = percentiles(timed(bare_container, create_repeat))
+    return {"create_api": create, "execute_api": execute, "bare_container_run": bare}
 
 
 def http_warm(url: str, session_id: str) -> None:
@@ -202,13 +241,41 @@ def print_table(report: dict[str, Any]) -> None:
             f"{cc['throughput_per_s']} exec/s, {cc['executions']} ok, errors {cc['errors'] or 0}",
         ),
     ]
+    if "docker" in report:
+        dk, dc = report["docker"], report["docker_concurrency"]
+        rows += [
+            (
+                "docker: create session via API",
+                dk["create_api"]["p50_ms"],
+                dk["create_api"]["p95_ms"],
+                f"n={dk['create_api']['n']}",
+            ),
+            (
+                "docker: bare container run+rm",
+                dk["bare_container_run"]["p50_ms"],
+                dk["bare_container_run"]["p95_ms"],
+                "engine cost alone",
+            ),
+            (
+                "docker: execute 1+1 via API",
+                dk["execute_api"]["p50_ms"],
+                dk["execute_api"]["p95_ms"],
+                f"n={dk['execute_api']['n']}",
+            ),
+            (
+                f"docker: {dc['sessions']} sessions x {dc['seconds']} s",
+                dc["p50_ms"],
+                dc["p95_ms"],
+                f"{dc['throughput_per_s']} exec/s, {dc['executions']} ok, errors {dc['errors'] or 0}",
+            ),
+        ]
     rows += [
         (f"cold import functions/{name}", r["median_ms"], r["max_ms"], "median / max")
         for name, r in report["cold_import"].items()
     ]
-    print(f"\n{'measurement':34} {'p50 ms':>9} {'p95 ms':>9}  notes")
+    print(f"\n{'measurement':38} {'p50 ms':>9} {'p95 ms':>9}  notes")
     for name, p50, p95, note in rows:
-        print(f"{name:34} {p50:>9} {p95:>9}  {note}")
+        print(f"{name:38} {p50:>9} {p95:>9}  {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--output", type=Path, default=RESULTS / "local-stack.json")
+    parser.add_argument("--no-docker", action="store_true", help="skip the Docker provider's figures")
     args = parser.parse_args(argv)
 
     with running_stack(port=0, concurrency=args.sessions) as stack:
@@ -229,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
             "create": bench_create(stack, args.create_repeat),
             "concurrency": bench_concurrency(stack, args.sessions, args.seconds),
         }
+        if not args.no_docker:
+            report["docker"] = bench_docker(stack, args.repeat, args.create_repeat)
+            report["docker_concurrency"] = bench_concurrency(
+                stack, args.sessions, args.seconds, "docker-python"
+            )
     report["cold_import"] = bench_cold_imports(5)
     print_table(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)

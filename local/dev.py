@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
+import subprocess
 import sys
 import threading
 
 from local.stack import running_stack
+from local.template import ROOT
 
 BANNER = """
 Sandbox Gateway is running at {url}  (sandboxes: {backend})
@@ -19,8 +22,20 @@ Sandbox Gateway is running at {url}  (sandboxes: {backend})
   curl -s -X POST {url}/api/e2b/execute -H 'Content-Type: application/json' \\
        -d '{{"session_id": "<session_id>", "code": "x = 21\\nprint(x * 2)", "language": "python"}}'
 
+Docker provider: {docker}
+Function logs (JSON) and metrics (EMF): {log}
 Ctrl-C stops everything.
 """
+
+
+def docker_status() -> str:
+    try:
+        import docker  # noqa: PLC0415 - optional for `make dev`
+
+        docker.from_env(timeout=5).ping()
+    except Exception as exc:
+        return f"not available ({type(exc).__name__}); `make docker` installs and starts an engine"
+    return "docker-python, docker-node, docker-bash are available"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,21 +45,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--provider",
         choices=["local", "e2b"],
-        default="local",
-        help="local: the local E2B-compatible host (default, offline); e2b: real E2B (needs E2B_API_KEY)",
+        default="e2b" if os.environ.get("E2B_API_KEY") else "local",
+        help="e2b-* environments on the local E2B-compatible host (default; offline) or on real E2B "
+        "(the default when E2B_API_KEY is set)",
+    )
+    parser.add_argument(
+        "--docker",
+        action="store_true",
+        help="first make sure a Docker engine runs and the sandbox image exists (docker-* environments)",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="worker processes per function")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every call
 
+    if args.docker:
+        subprocess.run(["bash", str(ROOT / "scripts/ensure-docker.sh")], check=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with running_stack(
         host=args.host, port=args.port, provider=args.provider, concurrency=args.concurrency
     ) as stack:
         backend = f"local E2B-compatible host at {stack.e2b_url}" if stack.e2b_url else "E2B cloud"
-        print(BANNER.format(url=stack.url, backend=backend), flush=True)
+        docker = docker_status()
+        print(
+            BANNER.format(url=stack.url, backend=backend, docker=docker, log=stack.function_log), flush=True
+        )
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
     return 0

@@ -42,9 +42,14 @@ _TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded",
 _modules: dict[str, ModuleType] = {}
 
 
-def _init_worker(environment: dict[str, str]) -> None:
+def _init_worker(environment: dict[str, str], log_path: str | None = None) -> None:
     os.environ.update(environment)
-    # Metrics are off locally; Powertools still warns on every request that none were sent.
+    if log_path:
+        # What Lambda sends to CloudWatch (JSON logs, EMF metrics) goes to a file, not the console.
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     for path in (str(ROOT / "layers" / "shared"), str(ROOT)):
         if path not in sys.path:
@@ -82,8 +87,9 @@ def _invoke(code_dir: str, handler: str, function: str, event: dict, timeout: in
 class FunctionPools:
     """One pool of worker processes per function, started on first use."""
 
-    def __init__(self, environment: dict[str, str], concurrency: int) -> None:
+    def __init__(self, environment: dict[str, str], concurrency: int, log_path: str | None = None) -> None:
         self._environment = environment
+        self._log_path = log_path
         self._concurrency = concurrency
         self._pools: dict[str, ProcessPoolExecutor] = {}
         self._lock = threading.Lock()
@@ -107,14 +113,14 @@ class FunctionPools:
                     max_workers=self._concurrency,
                     mp_context=get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(self._environment,),
+                    initargs=(self._environment, self._log_path),
                 )
             return self._pools[function]
 
     def warm(self, routes: list[Route]) -> None:
         """Import each function once so the first request does not pay the cold start."""
         for route in {r.function: r for r in routes}.values():
-            self._pool(route.function).submit(_init_worker, self._environment).result()
+            self._pool(route.function).submit(_init_worker, self._environment, self._log_path).result()
 
     def shutdown(self) -> None:
         for pool in self._pools.values():
@@ -277,9 +283,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # one line per request is logged by _serve
 
 
-def serve(host: str, port: int, environment: dict[str, str], concurrency: int = 8) -> Gateway:
+def serve(
+    host: str, port: int, environment: dict[str, str], concurrency: int = 8, log_path: str | None = None
+) -> Gateway:
     routes = http_api_routes()
-    pools = FunctionPools(environment, concurrency)
+    pools = FunctionPools(environment, concurrency, log_path)
     gateway = Gateway((host, port), routes, pools)
     threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
     return gateway

@@ -10,6 +10,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Stack:
     dynamodb_url: str
     e2b_url: str | None
     gateway: Gateway
+    function_log: str  # the functions' stdout: JSON logs and EMF metrics, as CloudWatch would get
 
 
 def free_port() -> int:
@@ -118,12 +120,14 @@ def running_stack(
             "LOCAL_MODE": "true",
             "DOCKER_OWNER": docker_owner,
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            "POWERTOOLS_METRICS_NAMESPACE": "SandboxGatewayLocal",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),
         }
-        gateway = serve(host, port, environment, concurrency)
+        handle, log_path = tempfile.mkstemp(prefix="sandbox-gateway-functions-", suffix=".log")
+        os.close(handle)
+        gateway = serve(host, port, environment, concurrency, log_path)
         try:
-            yield Stack(gateway.url, provider, dynamodb_url, e2b_url, gateway)
+            yield Stack(gateway.url, provider, dynamodb_url, e2b_url, gateway, log_path)
         finally:
             gateway.shutdown()
             gateway.pools.shutdown()

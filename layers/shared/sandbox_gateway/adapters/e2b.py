@@ -252,7 +252,14 @@ class E2BSandboxProvider:
             logger.exception("could not kill a sandbox after a failed create")
 
     def _opts(self) -> dict[str, Any]:
-        return {"api_key": self._api_key(), "request_timeout": self._request_timeout, **self._urls}
+        # One retry at most: with the SDK's default of three, backoff alone could outlast the
+        # 29 s the function has before API Gateway gives up.
+        return {
+            "api_key": self._api_key(),
+            "request_timeout": self._request_timeout,
+            "retries": 1,
+            **self._urls,
+        }
 
 
 def _kernel_name(language: str | None) -> str:
