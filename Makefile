@@ -39,6 +39,7 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/shared/sandbox_gateway
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python scripts/generate_layer_requirements.py --check
 

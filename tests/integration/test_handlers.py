@@ -247,6 +247,7 @@ def test_execute_output_over_the_budget_is_cut_and_marked(api: Api, provider: Fa
     [
         ({"language": "ruby"}, 400, "unsupported_language"),
         ({"timeout_seconds": 0}, 422, "validation_error"),
+        ({"timeout_seconds": 26}, 400, "invalid_request"),
         ({"envs": {"1BAD": "x"}}, 422, "validation_error"),
         ({"code": "x" * 1_100_000}, 413, "payload_too_large"),
     ],
@@ -293,6 +294,16 @@ def test_sandbox_lost_behind_our_back_is_410_and_a_new_session_works(
     assert body_of(api.call("sessions", "sessions_get", session_id))["status"] == "failed"
     assert_error(api.call("execute", "execute_python", session_id), 410, "session_failed")
     assert api.call("execute", "execute_python", api.create_session())["statusCode"] == 200
+
+
+def test_keepalive_of_a_lost_sandbox_is_410_and_fails_the_session(
+    api: Api, provider: FakeSandboxProvider
+) -> None:
+    session_id = api.create_session()
+    provider.lose(next(iter(provider.live_ids)))
+
+    assert_error(api.call("sessions", "sessions_keepalive", session_id), 410, "sandbox_gone")
+    assert body_of(api.call("sessions", "sessions_get", session_id))["status"] == "failed"
 
 
 def test_provider_timeout_is_504_and_the_session_stays_usable(

@@ -56,50 +56,30 @@ class Environment(BaseModel):
         return self
 
 
-_CODE_INTERPRETER_TEMPLATE = "code-interpreter-v1"
-_CODE_INTERPRETER_LANGUAGES = (Language.PYTHON, Language.JAVASCRIPT, Language.BASH)
-
-BUILT_IN_ENVIRONMENTS: tuple[Environment, ...] = (
-    Environment(
-        name="e2b-python",
-        provider=Provider.E2B,
-        template=_CODE_INTERPRETER_TEMPLATE,
-        default_language=Language.PYTHON,
-        languages=_CODE_INTERPRETER_LANGUAGES,
-        description="Python 3 (Jupyter kernel) in E2B's code-interpreter template",
-    ),
-    Environment(
-        name="e2b-node",
-        provider=Provider.E2B,
-        template=_CODE_INTERPRETER_TEMPLATE,
-        default_language=Language.JAVASCRIPT,
-        languages=_CODE_INTERPRETER_LANGUAGES,
-        description="Node.js (JavaScript kernel) in E2B's code-interpreter template",
-    ),
-    Environment(
-        name="e2b-bash",
-        provider=Provider.E2B,
-        template=_CODE_INTERPRETER_TEMPLATE,
-        default_language=Language.BASH,
-        languages=_CODE_INTERPRETER_LANGUAGES,
-        description="Bash (persistent shell kernel) in E2B's code-interpreter template",
-    ),
+# Every built-in environment offers the three languages; the name picks the default one.
+_LANGUAGES = (Language.PYTHON, Language.JAVASCRIPT, Language.BASH)
+_FLAVOURS = (
+    ("python", Language.PYTHON, "Python 3 (Jupyter kernel)"),
+    ("node", Language.JAVASCRIPT, "Node.js (JavaScript kernel)"),
+    ("bash", Language.BASH, "Bash (persistent shell)"),
+)
+E2B_CODE_INTERPRETER_TEMPLATE = "code-interpreter-v1"
+# Local development only: the Docker provider runs untrusted code on the developer's own host.
+DOCKER_SANDBOX_IMAGE = "sandbox-gateway/sandbox:latest"
+_PROVIDERS = (
+    (Provider.E2B, E2B_CODE_INTERPRETER_TEMPLATE, "in E2B's code-interpreter template"),
+    (Provider.DOCKER, DOCKER_SANDBOX_IMAGE, "in a local Docker container (local development only)"),
 )
 
-# Local development only (the Docker provider runs untrusted code on the developer's own host).
-DOCKER_SANDBOX_IMAGE = "sandbox-gateway/sandbox:latest"
-BUILT_IN_ENVIRONMENTS += tuple(
+BUILT_IN_ENVIRONMENTS: tuple[Environment, ...] = tuple(
     Environment(
-        name=f"docker-{suffix}",
-        provider=Provider.DOCKER,
-        template=DOCKER_SANDBOX_IMAGE,
+        name=f"{provider.value}-{suffix}",
+        provider=provider,
+        template=template,
         default_language=language,
-        languages=_CODE_INTERPRETER_LANGUAGES,
-        description=f"{label} in a local Docker container (local development only)",
+        languages=_LANGUAGES,
+        description=f"{label} {where}",
     )
-    for suffix, language, label in (
-        ("python", Language.PYTHON, "Python 3"),
-        ("node", Language.JAVASCRIPT, "Node.js"),
-        ("bash", Language.BASH, "Bash"),
-    )
+    for provider, template, where in _PROVIDERS
+    for suffix, language, label in _FLAVOURS
 )

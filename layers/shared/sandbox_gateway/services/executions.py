@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sandbox_gateway.catalogue import resolve_language
 from sandbox_gateway.config import Settings
 from sandbox_gateway.models.environment import Language
-from sandbox_gateway.models.errors import PayloadTooLarge, SandboxGone, SessionBusy
+from sandbox_gateway.models.errors import InvalidRequest, PayloadTooLarge, SandboxGone, SessionBusy
 from sandbox_gateway.models.execution import CodeRun, ExecutionOutcome
 from sandbox_gateway.models.session import Session
 from sandbox_gateway.ports import SessionRepository
@@ -44,6 +44,10 @@ class ExecutionService:
         started = time.perf_counter()
         if len(code.encode("utf-8", errors="surrogatepass")) > self._settings.max_code_bytes:
             raise PayloadTooLarge(f"code is larger than {self._settings.max_code_bytes} bytes")
+        longest = self._settings.execution_timeout_max_seconds
+        if timeout_seconds is not None and timeout_seconds > longest:
+            # The answer must reach the caller before API Gateway cuts the request at 30 s.
+            raise InvalidRequest(f"timeout_seconds must be at most {longest}")
         usable = self._sessions.require_usable(tenant_id, session_id)
         run = CodeRun(
             code=code,

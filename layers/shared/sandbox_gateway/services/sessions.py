@@ -158,7 +158,11 @@ class SessionService:
         extension = self._lifetime(timeout_seconds, usable.environment)
         now = self.now()
         # The sandbox first: if its provider refuses, the stored expiry still tells the truth.
-        usable.provider.extend(usable.ref, extension)
+        try:
+            usable.provider.extend(usable.ref, extension)
+        except SandboxGone as gone:
+            self.report_sandbox_gone(usable, gone)
+            raise
         extended = self._repository.extend(usable.session, now + extension, now)
         if extended is None:
             raise _gone_error(self.get(tenant_id, session_id))
