@@ -170,9 +170,9 @@ def test_a_fork_bomb_is_held_by_the_pids_limit(
     provider: DockerSandboxProvider, sandbox: SandboxRef, engine: docker.DockerClient
 ) -> None:
     outcome = run(
-        provider, sandbox, "bomb() { bomb | bomb & }; bomb; sleep 3", timeout=5, language=Language.BASH
+        provider, sandbox, "bomb() { bomb | bomb & }; bomb; sleep 30", timeout=5, language=Language.BASH
     )
-    assert outcome.status in (ExecutionStatus.TIMEOUT, ExecutionStatus.ERROR, ExecutionStatus.OK)
+    assert outcome.status == ExecutionStatus.TIMEOUT  # and the timeout's sweep ends the bomb
     assert len(processes(engine, sandbox)) <= 64
     # The host and the session both survive it.
     assert run(provider, sandbox, "print('alive')", timeout=20).stdout == "alive\n"

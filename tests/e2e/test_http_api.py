@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from typing import Any
 
 import e2b
@@ -155,18 +156,28 @@ def test_sandbox_killed_behind_the_services_back(client: Client, stack: Stack) -
 
 def test_concurrent_executions_in_one_session_are_refused_not_interleaved(client: Client) -> None:
     session_id = client.create_session()
+    started = threading.Event()
     slow: dict[str, Any] = {}
-    runner = threading.Thread(
-        target=lambda: slow.update(
-            response=client.execute(session_id, "import time\ntime.sleep(3)\nprint('slow')")
-        )
-    )
+
+    def run_slow() -> None:
+        # It may itself meet one of the fast calls below: then it waits its turn, as callers should.
+        code = "import time\ntime.sleep(3)\nprint('slow')"
+        while (response := client.execute(session_id, code)).status_code == 409:
+            time.sleep(float(response.headers["retry-after"]) / 10)
+        slow["response"] = response
+
+    runner = threading.Thread(target=lambda: (started.set(), run_slow()))
     runner.start()
-    for _ in range(50):  # wait until the slow one holds the session
-        busy = client.execute(session_id, "print('fast')")
-        if busy.status_code == 409:
+    started.wait()
+    busy = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and runner.is_alive():
+        response = client.execute(session_id, "print('fast')")
+        if response.status_code == 409:
+            busy = response
             break
     runner.join()
+    assert busy is not None, "no execution was ever refused while another one ran"
     assert_error(busy, 409, "session_busy")
     assert busy.headers["retry-after"] == "1"
     assert slow["response"].json()["stdout"] == "slow\n"
