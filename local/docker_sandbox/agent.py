@@ -78,17 +78,9 @@ class _Container:
         pass_fds: Sequence[int] = (),
         stdin: int | None = subprocess.DEVNULL,
     ) -> _Process:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=dict(env),
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=tuple(pass_fds),
-            start_new_session=True,
-            limit=1 << 20,
-        )
+        from e2b_host.isolation import spawn_in_own_session  # noqa: PLC0415 - only inside the container
+
+        proc = await spawn_in_own_session(argv, cwd=cwd, env=env, pass_fds=pass_fds, stdin=stdin)
         return _Process(proc)
 
 

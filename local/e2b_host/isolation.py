@@ -208,16 +208,8 @@ class SandboxNamespace:
         stdin: int | None = subprocess.DEVNULL,
     ) -> SandboxProcess:
         """Start ``argv`` inside the namespace in its own session, with stdout/stderr pipes."""
-        proc = await asyncio.create_subprocess_exec(
-            *self.command(argv, cwd),
-            cwd=str(self.state_dir),
-            env=dict(env),
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=tuple(pass_fds),
-            start_new_session=True,
-            limit=1 << 20,
+        proc = await spawn_in_own_session(
+            self.command(argv, cwd), cwd=str(self.state_dir), env=env, pass_fds=pass_fds, stdin=stdin
         )
         return SandboxProcess(proc)
 
@@ -235,6 +227,29 @@ class SandboxNamespace:
                 logger.warning("bwrap %s did not exit after SIGKILL", self._bwrap.pid)
             if self._bwrap.stderr:
                 self._bwrap.stderr.close()
+
+
+async def spawn_in_own_session(
+    argv: Sequence[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    pass_fds: Sequence[int] = (),
+    stdin: int | None = subprocess.DEVNULL,
+) -> asyncio.subprocess.Process:
+    """A process in a session of its own (so a signal to its group reaches all it starts),
+    with stdout/stderr pipes. Also used by the Docker sandbox's agent, where no nsenter is needed."""
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=dict(env),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=tuple(pass_fds),
+        start_new_session=True,
+        limit=1 << 20,
+    )
 
 
 def _child_pids(pid: int) -> list[int]:
