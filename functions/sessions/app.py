@@ -25,10 +25,22 @@ app = build_resolver()
 
 @app.post("/api/sessions")
 def create_session(request: CreateSessionRequest) -> Response[SessionResponse]:
-    session = wiring.session_service().create(current_tenant(app), **request.model_dump())
-    logger.append_keys(session_id=session.session_id)
-    metrics.add_metric(name="SessionsCreated", unit=MetricUnit.Count, value=1)
-    return json_response(HTTPStatus.CREATED, SessionResponse.from_domain(session))
+    tenant = current_tenant(app)
+
+    def create() -> dict:
+        session = wiring.session_service().create(tenant, **request.model_dump())
+        logger.append_keys(session_id=session.session_id)
+        metrics.add_metric(name="SessionsCreated", unit=MetricUnit.Count, value=1)
+        return SessionResponse.from_domain(session).model_dump(mode="json")
+
+    # A retry with the same Idempotency-Key gets the first answer, not a second sandbox.
+    key = app.current_event.headers.get("idempotency-key")
+    if key is None:
+        body = create()
+    else:
+        payload = request.model_dump(mode="json")
+        body = wiring.idempotent_create().run(tenant, key, payload, create, app.lambda_context)
+    return json_response(HTTPStatus.CREATED, SessionResponse.model_validate(body))
 
 
 @app.get("/api/sessions")

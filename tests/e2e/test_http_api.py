@@ -244,3 +244,17 @@ def test_a_docker_session_behaves_like_an_e2b_one(client: Client) -> None:
 
     assert client.request("DELETE", f"/api/sessions/{session_id}").json()["status"] == "closed"
     assert_error(client.execute(session_id, "1"), 410, "session_closed")
+
+
+def test_a_create_retried_with_its_idempotency_key_returns_the_same_session(client: Client) -> None:
+    body = {"agent": "code_executor", "environment": "e2b-python", "provider": "e2b"}
+    headers = {"Idempotency-Key": f"e2e-{time.time_ns()}"}
+    first = client.request("POST", "/api/sessions", json=body, headers=headers)
+    again = client.request("POST", "/api/sessions", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["session_id"] == again.json()["session_id"]
+    assert_error(
+        client.request("POST", "/api/sessions", json=body | {"agent": "other"}, headers=headers),
+        422,
+        "idempotency_key_reused",
+    )

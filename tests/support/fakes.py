@@ -7,6 +7,7 @@ passes the right things through; the real providers are exercised by tests/contr
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sandbox_gateway.models.errors import DomainError, FileNotFound, PayloadTooLarge, SandboxGone
@@ -32,12 +33,17 @@ class FakeSandboxProvider:
         self.fail_create: DomainError | None = None
         self.fail_next_call: DomainError | None = None
         self.next_outcome: ExecutionOutcome | None = None
+        # Runs inside create, e.g. to send a second request while the first is in flight.
+        self.during_create: Callable[[], None] | None = None
 
     # --- SandboxProvider --------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> str:
         if self.fail_create is not None:
             error, self.fail_create = self.fail_create, None
             raise error
+        if self.during_create is not None:
+            hook, self.during_create = self.during_create, None
+            hook()
         sandbox_id = f"fake-{next(self._ids)}"
         self.sandboxes[sandbox_id] = FakeSandbox(spec, timeout_seconds=spec.timeout_seconds)
         return sandbox_id

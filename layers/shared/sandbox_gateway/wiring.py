@@ -9,6 +9,7 @@ import boto3
 from sandbox_gateway.adapters.docker import DockerSandboxProvider
 from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
 from sandbox_gateway.adapters.e2b import E2BSandboxProvider
+from sandbox_gateway.adapters.idempotency import IdempotentCreate
 from sandbox_gateway.adapters.secrets import e2b_api_key_source
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.config import Settings, get_settings
@@ -42,6 +43,13 @@ def session_repository() -> SessionRepository:
     settings = get_settings()
     resource = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
     return DynamoDBSessionRepository(resource.Table(settings.table_name))
+
+
+@cache
+def idempotent_create() -> IdempotentCreate:
+    settings = get_settings()
+    client = boto3.client("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
+    return IdempotentCreate(settings.table_name, client)
 
 
 @cache
@@ -101,6 +109,7 @@ def reset(*, keep_overrides: bool = False) -> None:
     for factory in (
         catalogue,
         session_repository,
+        idempotent_create,
         e2b_provider,
         docker_provider,
         session_service,

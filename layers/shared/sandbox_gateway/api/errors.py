@@ -16,6 +16,8 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], HTTPStatus] = {
     errors.SandboxGone: HTTPStatus.GONE,
     errors.SessionBusy: HTTPStatus.CONFLICT,
     errors.SessionNotReady: HTTPStatus.CONFLICT,
+    errors.IdempotencyKeyInUse: HTTPStatus.CONFLICT,
+    errors.IdempotencyKeyReused: HTTPStatus.UNPROCESSABLE_ENTITY,
     errors.ProviderError: HTTPStatus.BAD_GATEWAY,
     errors.ProviderUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     errors.ProviderTimeout: HTTPStatus.GATEWAY_TIMEOUT,

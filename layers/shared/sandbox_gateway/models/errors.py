@@ -120,3 +120,15 @@ class SandboxDiskFull(ProviderError):
 
 class StorageUnavailable(DomainError):
     code = "storage_unavailable"
+
+
+class IdempotencyKeyInUse(DomainError):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    code = "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(DomainError):
+    """The Idempotency-Key was used before with a different request body."""
+
+    code = "idempotency_key_reused"

@@ -1,0 +1,85 @@
+"""Idempotent session creation: a retried create with the same Idempotency-Key gets the first
+answer back instead of a second sandbox (Powertools idempotency, stored in the sessions table)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
+)
+
+from sandbox_gateway.models.errors import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    StorageUnavailable,
+)
+
+KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
+KEY_LIFETIME_SECONDS = 24 * 3600
+
+
+class IdempotentCreate:
+    """Runs a create at most once per (tenant, Idempotency-Key) within a day."""
+
+    def __init__(self, table_name: str, client: Any) -> None:
+        self._persistence = DynamoDBPersistenceLayer(
+            table_name=table_name,
+            boto3_client=client,
+            key_attr="pk",
+            sort_key_attr="sk",
+            static_pk_value="IDEMPOTENCY",
+            expiry_attr="purge_at",  # the table's TTL attribute removes old keys
+            status_attr="idempotency_status",
+        )
+        self._config = IdempotencyConfig(
+            # The tenant is part of the key: one tenant's key never answers another's request.
+            event_key_jmespath="[tenant, key]",
+            payload_validation_jmespath="body",
+            expires_after_seconds=KEY_LIFETIME_SECONDS,
+        )
+
+    def run(
+        self,
+        tenant_id: str,
+        key: str,
+        body: dict[str, Any],
+        create: Callable[[], dict[str, Any]],
+        lambda_context: Any = None,
+    ) -> dict[str, Any]:
+        if not KEY_PATTERN.fullmatch(key):
+            raise InvalidRequest("Idempotency-Key must be 1 to 128 printable ASCII characters without spaces")
+        if lambda_context is not None:
+            # An in-flight record then expires with the invocation, so a crash frees the key.
+            self._config.register_lambda_context(lambda_context)
+
+        @idempotent_function(
+            data_keyword_argument="request",
+            persistence_store=self._persistence,
+            config=self._config,
+            key_prefix="create-session",
+        )
+        def create_once(request: dict[str, Any]) -> dict[str, Any]:
+            return create()
+
+        try:
+            result: dict[str, Any] = create_once(request={"tenant": tenant_id, "key": key, "body": body})
+        except IdempotencyAlreadyInProgressError as exc:
+            raise IdempotencyKeyInUse(
+                "a request with this Idempotency-Key is still in progress", retry_after_seconds=1
+            ) from exc
+        except IdempotencyValidationError as exc:
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body") from exc
+        except IdempotencyPersistenceLayerError as exc:
+            raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+        return result
