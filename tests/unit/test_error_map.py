@@ -29,6 +29,8 @@ EXPECTED_STATUS: dict[type[errors.DomainError], int] = {
     errors.SandboxGone: 410,
     errors.SessionBusy: 409,
     errors.SessionNotReady: 409,
+    errors.IdempotencyKeyInUse: 409,
+    errors.IdempotencyKeyReused: 422,
     errors.ProviderError: 502,
     errors.ProviderUnavailable: 503,
     errors.ProviderNotConfigured: 503,
