@@ -199,6 +199,8 @@ def find_route(routes: list[Route], method: str, raw_path: str) -> tuple[Route, 
 
 class Gateway(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 resets connections when many clients arrive at once.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], routes: list[Route], pools: FunctionPools) -> None:
         super().__init__(address, _Handler)
