@@ -19,6 +19,8 @@ EXPECTED_STATUS: dict[type[errors.DomainError], int] = {
     errors.InvalidContent: 400,
     errors.InvalidFileOperation: 400,
     errors.InvalidPageToken: 400,
+    errors.InvalidJson: 400,
+    errors.UnsupportedMediaType: 415,
     errors.PayloadTooLarge: 413,
     errors.SessionNotFound: 404,
     errors.FileNotFound: 404,

@@ -353,3 +353,26 @@ def test_execute_response_from_domain_maps_error_and_truncation() -> None:
 def test_execute_response_from_domain_reports_every_status(status: ExecutionStatus) -> None:
     response = ExecuteResponse.from_domain("s", "bash", ExecutionOutcome(status=status), 0.0)
     assert response.status == status.value
+
+
+# --- strict types: no coercion (README: a wrong type is a 422) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        (ExecuteRequest, {"session_id": "ses_1", "code": "1", "timeout_seconds": "10"}),
+        (ExecuteRequest, {"session_id": "ses_1", "code": "1", "timeout_seconds": True}),
+        (ExecuteRequest, {"session_id": "ses_1", "code": "1", "timeout_seconds": 10.0}),
+        (ExecuteRequest, {"session_id": 1, "code": "1"}),
+        (CreateSessionRequest, {"timeout_seconds": "900"}),
+        (CreateSessionRequest, {"metadata": {"k": 1}}),
+        (KeepAliveRequest, {"timeout_seconds": "600"}),
+        (KeepAliveRequest, {"timeout_seconds": False}),
+        (WriteFileRequest, {"session_id": "ses_1", "file_path": "a", "content": b"aGk="}),
+    ],
+    ids=repr,
+)
+def test_request_models_refuse_values_of_another_type(model: type[Any], body: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        model.model_validate(body)

@@ -10,6 +10,7 @@ from sandbox_gateway.models import errors
 STATUS_BY_ERROR: dict[type[errors.DomainError], HTTPStatus] = {
     errors.InvalidRequest: HTTPStatus.BAD_REQUEST,
     errors.PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    errors.UnsupportedMediaType: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     errors.SessionNotFound: HTTPStatus.NOT_FOUND,
     errors.FileNotFound: HTTPStatus.NOT_FOUND,
     errors.SessionGone: HTTPStatus.GONE,

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
+from sandbox_gateway.api.body import max_body_bytes, parse_json_body
 from sandbox_gateway.api.errors import error_body, status_for
 from sandbox_gateway.api.tenancy import tenant_of
 from sandbox_gateway.config import get_settings
@@ -18,6 +23,9 @@ from sandbox_gateway.observability import logger
 
 def build_resolver() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
+    # Powertools validates the body before any user middleware runs, so the one strict parse
+    # step replaces how its validation step reads the body (see api/body.py).
+    app._request_validation_middleware = StrictBodyValidation()
 
     def request_id() -> str | None:
         return (app.current_event.raw_event.get("requestContext") or {}).get("requestId")
@@ -58,6 +66,19 @@ def build_resolver() -> APIGatewayHttpResolver:
         )
 
     return app
+
+
+class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, reading every body through `parse_json_body`."""
+
+    def _get_body(self, app: Any) -> Any:
+        event = app.current_event
+        return parse_json_body(
+            event.body,
+            base64_encoded=bool(event.is_base64_encoded),
+            content_type=event.headers.get("content-type"),
+            max_bytes=max_body_bytes(get_settings().max_file_bytes),
+        )
 
 
 def current_tenant(app: APIGatewayHttpResolver) -> str:

@@ -20,8 +20,9 @@ MAX_ENVS = 32
 
 
 class _Request(BaseModel):
-    # A misspelt field is an error, not silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    # A misspelt field is an error, not silently ignored; a wrong type is an error, not coerced
+    # ("10" or true is no number). Strict holds for validate_python, which Powertools calls.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _bounded_map(value: dict[str, str], limit: int, what: str) -> dict[str, str]:

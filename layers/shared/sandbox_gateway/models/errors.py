@@ -132,3 +132,15 @@ class IdempotencyKeyReused(DomainError):
     """The Idempotency-Key was used before with a different request body."""
 
     code = "idempotency_key_reused"
+
+
+class InvalidJson(InvalidRequest):
+    """The body is not bounded, strict JSON: malformed, too deep, duplicate keys, not UTF-8, …"""
+
+    code = "invalid_json"
+
+
+class UnsupportedMediaType(DomainError):
+    """A body sent as anything but application/json."""
+
+    code = "unsupported_media_type"
