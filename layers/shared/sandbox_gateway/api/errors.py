@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
+from collections.abc import Iterable
 from http import HTTPStatus
+from pathlib import PurePosixPath
 
 from sandbox_gateway.models import errors
 
@@ -41,3 +45,51 @@ def error_body(code: str, message: str, request_id: str | None, **extra: object)
         error["request_id"] = request_id
     error.update({k: v for k, v in extra.items() if v is not None})
     return {"error": error}
+
+
+# --- what a caller may read of an error's message ---------------------------------------------
+# Provider text is not ours: it can name the host's own directories (the local host keeps each
+# sandbox under /tmp/e2b-host-…/<sandbox id>/), container or sandbox ids and OS errno strings.
+# A 5xx says what happened in fixed words, plus a detail with every path and id removed.
+PROVIDER_MESSAGES = {
+    errors.ProviderError.code: "the sandbox provider failed",
+    errors.ProviderUnavailable.code: "the sandbox provider is unavailable; retry shortly",
+    errors.ProviderNotConfigured.code: "the sandbox provider is not configured",
+    errors.ProviderTimeout.code: "the sandbox provider did not answer in time",
+    errors.SandboxGone.code: "the session's sandbox no longer exists",
+    errors.SandboxDiskFull.code: "the sandbox's disk is full",
+}
+MAX_MESSAGE_CHARS = 300
+# OSError's str(): "[Errno 22] Invalid argument: '/host/path'" (and "-> '/other'" for renames).
+_OS_ERROR = re.compile(r"\[Errno -?\d+\]\s*([^:'\"]*)(?::\s*'[^']*')?(?:\s*->\s*'[^']*')?")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[^\s'\"(),;<>]*")
+# Sandbox and container ids: long tokens mixing letters and digits (session ids are the caller's).
+_ID_LIKE = re.compile(r"\b(?!ses_)(?=[\w-]*\d)(?=[\w-]*[a-zA-Z])[\w-]{12,}\b")
+
+
+def public_message(error: errors.DomainError, sandbox_roots: Iterable[str]) -> str:
+    """The message a caller sees: provider errors in fixed words plus a scrubbed detail;
+    any other message with host paths (anything outside the sandbox roots) and OS errno text removed."""
+    if isinstance(error, errors.ProviderError):
+        fixed = PROVIDER_MESSAGES.get(error.code, PROVIDER_MESSAGES[errors.ProviderError.code])
+        detail = _ID_LIKE.sub("<id>", scrub_host_paths(error.message, ()))
+        if not detail or detail.startswith(fixed):
+            return _capped(detail or fixed)
+        return _capped(f"{fixed}: {detail}")
+    return _capped(scrub_host_paths(error.message, tuple(sandbox_roots)))
+
+
+def scrub_host_paths(message: str, sandbox_roots: tuple[str, ...]) -> str:
+    """Drop OS errno filenames (always the host's) and absolute paths outside `sandbox_roots`."""
+    text = _OS_ERROR.sub(lambda found: found.group(1).strip(), message)
+
+    def keep_sandbox_path(found: re.Match[str]) -> str:
+        path = PurePosixPath(posixpath.normpath(found.group(0)))
+        inside = any(path.is_relative_to(root) for root in sandbox_roots)
+        return found.group(0) if inside else "<path>"
+
+    return _ABSOLUTE_PATH.sub(keep_sandbox_path, text).strip()
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"

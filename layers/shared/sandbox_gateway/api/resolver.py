@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import BaseModel
 
 from sandbox_gateway.api.body import max_body_bytes, parse_json_body
-from sandbox_gateway.api.errors import error_body, status_for
+from sandbox_gateway.api.errors import error_body, public_message, status_for
 from sandbox_gateway.api.tenancy import tenant_of
 from sandbox_gateway.config import get_settings
 from sandbox_gateway.models.errors import DomainError
@@ -36,7 +36,8 @@ def build_resolver() -> APIGatewayHttpResolver:
         headers = {"Retry-After": str(error.retry_after_seconds)} if error.retry_after_seconds else None
         if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             logger.warning("request failed", extra={"error_code": error.code, "status": int(status)})
-        return _json(status, error_body(error.code, error.message, request_id()), headers)
+        message = public_message(error, get_settings().allowed_roots)
+        return _json(status, error_body(error.code, message, request_id()), headers)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(error: RequestValidationError) -> Response:
