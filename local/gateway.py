@@ -197,6 +197,12 @@ def find_route(routes: list[Route], method: str, raw_path: str) -> tuple[Route, 
     return None
 
 
+def allowed_methods(routes: list[Route], raw_path: str) -> list[str]:
+    """The methods some route serves at this path (for 405's Allow header)."""
+    decoded = unquote(raw_path)
+    return sorted({route.method for route in routes if route.match(route.method, decoded) is not None})
+
+
 class Gateway(ThreadingHTTPServer):
     daemon_threads = True
     # socketserver's default backlog of 5 resets connections when many clients arrive at once.
@@ -233,13 +239,17 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_BODY_BYTES:
-            return self._send_plain(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Entity Too Large"}
+            self.close_connection = True  # the unread body must not be taken for the next request
+            return self._send_error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "payload_too_large",
+                f"the request body is larger than {MAX_BODY_BYTES} bytes",
+                {"Connection": "close"},
             )
         body = self.rfile.read(length) if length else b""
         found = find_route(self.server.routes, self.command, url.path)
         if found is None:
-            return self._send_plain(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
+            return self._send_no_route(url.path)
         route, params = found
         request = RequestData(
             self.command, url.path, url.query, list(self.headers.items()), body, self.client_address[0]
@@ -253,6 +263,25 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("function %s failed", route.function)
             return self._send_plain(HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal Server Error"})
         return self._send_lambda_result(result)
+
+    def _send_no_route(self, raw_path: str) -> int:
+        allowed = allowed_methods(self.server.routes, raw_path)
+        if allowed:
+            return self._send_error(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"{self.command[:16]} is not allowed here; use {', '.join(allowed)}",
+                {"Allow": ", ".join(allowed)},
+            )
+        return self._send_error(HTTPStatus.NOT_FOUND, "route_not_found", "no such route")
+
+    def _send_error(
+        self, status: HTTPStatus, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> int:
+        """The service's one error shape, for what the gateway answers itself."""
+        request_id = base64.b64encode(uuid.uuid4().bytes[:12]).decode()
+        payload = {"error": {"code": code, "message": message, "request_id": request_id}}
+        return self._send_plain(status, payload, headers)
 
     def _send_lambda_result(self, result: Any) -> int:
         if not isinstance(result, dict) or "statusCode" not in result:
@@ -272,13 +301,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         return status
 
-    def _send_plain(self, status: HTTPStatus, payload: Any) -> int:
+    def _send_plain(self, status: HTTPStatus, payload: Any, headers: dict[str, str] | None = None) -> int:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":  # a HEAD answer has no body: one would be read as the next response
+            self.wfile.write(data)
         return int(status)
 
     def log_message(self, format: str, *args: Any) -> None:

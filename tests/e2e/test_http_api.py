@@ -214,10 +214,26 @@ def test_hostile_requests_get_clear_errors(
     assert_error(client.request(method, path, data=body, headers=headers), status, code)
 
 
-def test_unknown_routes_answer_like_api_gateway(client: Client) -> None:
-    for method, path in [("GET", "/nope"), ("PUT", "/api/sessions"), ("GET", "/api/e2b/execute")]:
-        response = client.request(method, path)
-        assert response.status_code == 404 and response.json() == {"message": "Not Found"}
+def test_unknown_routes_answer_in_the_common_error_shape(client: Client) -> None:
+    response = client.request("GET", "/nope")
+    assert_error(response, 404, "route_not_found")
+    assert response.json()["error"]["request_id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/api/sessions", "GET, POST"),
+        ("GET", "/api/e2b/execute", "POST"),
+        ("POST", "/api/sessions/x", "DELETE, GET"),
+    ],
+)
+def test_a_known_path_with_another_method_is_405_with_allow(
+    client: Client, method: str, path: str, allow: str
+) -> None:
+    response = client.request(method, path)
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allow
 
 
 def test_a_docker_session_behaves_like_an_e2b_one(client: Client) -> None:
