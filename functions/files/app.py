@@ -19,6 +19,7 @@ from sandbox_gateway.models.api import (
     WriteFileRequest,
 )
 from sandbox_gateway.observability import logger, metrics, tracer
+from sandbox_gateway.services.files import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 
 app = build_resolver()
 # The file path may contain slashes: API Gateway's greedy `{file_path+}` hands it over decoded
@@ -34,12 +35,18 @@ def requested_file_path() -> str:
 
 @app.get("/api/e2b/files/<session_id>")
 def list_files(
-    session_id: str, directory: Annotated[str, Query(max_length=4096)] = "/workspace"
+    session_id: str,
+    directory: Annotated[str, Query(max_length=4096)] = "/workspace",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
+    next_token: Annotated[str | None, Query(max_length=8192)] = None,
 ) -> FileListResponse:
     logger.append_keys(session_id=session_id)
-    path, entries = wiring.file_service().list(current_tenant(app), session_id, directory)
+    page = wiring.file_service().list(current_tenant(app), session_id, directory, limit, next_token)
     return FileListResponse(
-        session_id=session_id, directory=path, entries=[FileEntryResponse.from_domain(e) for e in entries]
+        session_id=session_id,
+        directory=page.directory,
+        entries=[FileEntryResponse.from_domain(e) for e in page.entries],
+        next_token=page.next_token,
     )
 
 

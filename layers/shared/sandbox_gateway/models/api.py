@@ -201,7 +201,8 @@ class FileEntryResponse(BaseModel):
 class FileListResponse(BaseModel):
     session_id: str
     directory: str
-    entries: list[FileEntryResponse]
+    entries: list[FileEntryResponse] = Field(description="sorted by name")
+    next_token: str | None = Field(default=None, description="pass back to get the next page")
 
 
 class FileContentResponse(BaseModel):

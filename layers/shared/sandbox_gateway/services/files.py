@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from sandbox_gateway.config import Settings
-from sandbox_gateway.models.errors import InvalidContent, PayloadTooLarge, SandboxGone
+from sandbox_gateway.models.errors import InvalidContent, InvalidPageToken, PayloadTooLarge, SandboxGone
 from sandbox_gateway.models.files import FileEntry
 from sandbox_gateway.paths import resolve_sandbox_path
+from sandbox_gateway.services.output_budget import ENVELOPE_RESERVE_BYTES, wire_size
 from sandbox_gateway.services.sessions import SessionService, UsableSession
 
 T = TypeVar("T")
+DEFAULT_LIST_LIMIT = 1000
+MAX_LIST_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class FilePage:
+    """One page of a directory listing, sorted by name; `next_token` resumes after its last entry."""
+
+    directory: str
+    entries: list[FileEntry]
+    next_token: str | None = None
 
 
 class FileService:
@@ -21,10 +35,30 @@ class FileService:
         self._sessions = sessions
         self._settings = settings
 
-    def list(self, tenant_id: str, session_id: str, directory: str) -> tuple[str, list[FileEntry]]:
+    def list(
+        self,
+        tenant_id: str,
+        session_id: str,
+        directory: str,
+        limit: int = DEFAULT_LIST_LIMIT,
+        page_token: str | None = None,
+    ) -> FilePage:
+        """At most `limit` entries and never more than the response budget (Lambda's 6 MB cliff)."""
         path = self._path(directory, allow_root=True)
+        after = _decode_page_token(page_token, session_id, path) if page_token else None
         usable = self._sessions.require_usable(tenant_id, session_id)
-        return path, self._guard(usable, lambda: usable.provider.list_files(usable.ref, path))
+        listed = self._guard(usable, lambda: usable.provider.list_files(usable.ref, path))
+        remaining = sorted((e for e in listed if after is None or e.name > after), key=lambda e: e.name)
+        budget = self._settings.max_response_bytes - ENVELOPE_RESERVE_BYTES
+        page: list[FileEntry] = []
+        for entry in remaining[: max(1, min(limit, MAX_LIST_LIMIT))]:
+            budget -= _entry_wire_size(entry)
+            if budget < 0 and page:
+                break
+            page.append(entry)
+        more = len(page) < len(remaining)
+        token = _encode_page_token(session_id, path, page[-1].name) if more else None
+        return FilePage(path, page, token)
 
     def read(self, tenant_id: str, session_id: str, file_path: str) -> tuple[str, bytes]:
         path = self._path(file_path)
@@ -72,3 +106,37 @@ def decode_base64_strict(text: str, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"content is larger than {max_bytes} bytes")
     return data
+
+
+def _entry_wire_size(entry: FileEntry) -> int:
+    # The entry as the response carries it, plus the separator before it (an overestimate).
+    fields = {
+        "name": entry.name,
+        "path": entry.path,
+        "type": entry.type.value,
+        "size": entry.size,
+        "modified_at": entry.modified_at,
+    }
+    return wire_size(fields) + 2
+
+
+def _encode_page_token(session_id: str, directory: str, last_name: str) -> str:
+    raw = json.dumps({"s": session_id, "d": directory, "a": last_name}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_token(token: str, session_id: str, directory: str) -> str:
+    """The name the page resumes after; a token of another session or directory is refused."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        fields = json.loads(raw)
+    except (binascii.Error, ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" forged
+        raise InvalidPageToken("next_token is not a token this API issued") from exc
+    if (
+        not isinstance(fields, dict)
+        or fields.get("s") != session_id
+        or fields.get("d") != directory
+        or not isinstance(fields.get("a"), str)
+    ):
+        raise InvalidPageToken("next_token is not a token this API issued for this directory")
+    return str(fields["a"])
