@@ -35,6 +35,10 @@ class FakeSandboxProvider:
         self.next_outcome: ExecutionOutcome | None = None
         # Runs inside create, e.g. to send a second request while the first is in flight.
         self.during_create: Callable[[], None] | None = None
+        # Runs at the start of the next sandbox call (execute, files, extend): a race's other side.
+        self.during_next_call: Callable[[], None] | None = None
+        # Runs inside kill, after the sandbox is gone and before kill returns.
+        self.during_kill: Callable[[], None] | None = None
 
     # --- SandboxProvider --------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> str:
@@ -101,6 +105,9 @@ class FakeSandboxProvider:
     def kill(self, sandbox_id: str) -> None:
         self.killed.append(sandbox_id)
         self.sandboxes.pop(sandbox_id, None)
+        if self.during_kill is not None:
+            hook, self.during_kill = self.during_kill, None
+            hook()
 
     # --- test helpers -------------------------------------------------------------------------
     def lose(self, sandbox_id: str) -> None:
@@ -112,6 +119,9 @@ class FakeSandboxProvider:
         return set(self.sandboxes)
 
     def _live(self, ref: SandboxRef) -> FakeSandbox:
+        if self.during_next_call is not None:
+            hook, self.during_next_call = self.during_next_call, None
+            hook()
         if self.fail_next_call is not None:
             error, self.fail_next_call = self.fail_next_call, None
             raise error

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sandbox_gateway.catalogue import resolve_language
 from sandbox_gateway.config import Settings
 from sandbox_gateway.models.environment import Language
-from sandbox_gateway.models.errors import InvalidRequest, PayloadTooLarge, SandboxGone, SessionBusy
+from sandbox_gateway.models.errors import InvalidRequest, PayloadTooLarge, ProviderError, SessionBusy
 from sandbox_gateway.models.execution import CodeRun, ExecutionOutcome
 from sandbox_gateway.models.session import Session
 from sandbox_gateway.ports import SessionRepository
@@ -67,9 +67,9 @@ class ExecutionService:
             )
         try:
             outcome = usable.provider.execute(usable.ref, run)
-        except SandboxGone as gone:
-            self._sessions.report_sandbox_gone(usable, gone)
-            raise
+        except ProviderError as failure:
+            # A DELETE that cut the run short is a 410 session_closed, not the provider's error.
+            self._sessions.provider_failed(usable, failure)
         finally:
             self._leases.release_lease(usable.session, lease_id)
         outcome = fit_outcome(outcome, self._settings.max_response_bytes)

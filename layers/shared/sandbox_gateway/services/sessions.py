@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 from aws_lambda_powertools import Logger
 
@@ -14,6 +15,7 @@ from sandbox_gateway.models.environment import Environment, Provider
 from sandbox_gateway.models.errors import (
     DomainError,
     InvalidRequest,
+    ProviderError,
     SandboxGone,
     SessionClosed,
     SessionExpired,
@@ -21,7 +23,7 @@ from sandbox_gateway.models.errors import (
     SessionNotFound,
     SessionNotReady,
 )
-from sandbox_gateway.models.session import Session, SessionStatus, new_session_id
+from sandbox_gateway.models.session import TERMINAL_STATUSES, Session, SessionStatus, new_session_id
 from sandbox_gateway.ports import SandboxProvider, SandboxRef, SandboxSpec, SessionPage, SessionRepository
 
 logger = Logger(child=True)
@@ -107,8 +109,11 @@ class SessionService:
             self._kill_quietly(sandbox_provider, sandbox_id)
             raise
         if activated is None:
-            # Only possible if the session expired while its sandbox was starting.
+            # The session ended while its sandbox was starting (a DELETE, or its expiry).
             self._kill_quietly(sandbox_provider, sandbox_id)
+            current = self._repository.get(tenant_id, session.session_id)
+            if current is not None and current.status in TERMINAL_STATUSES:
+                raise _gone_error(current)
             self._mark_failed_quietly(session, "expired_during_create")
             raise SessionExpired("the session expired while its sandbox was starting")
         return activated
@@ -160,32 +165,61 @@ class SessionService:
         # The sandbox first: if its provider refuses, the stored expiry still tells the truth.
         try:
             usable.provider.extend(usable.ref, extension)
-        except SandboxGone as gone:
-            self.report_sandbox_gone(usable, gone)
-            raise
+        except ProviderError as failure:
+            self.provider_failed(usable, failure)
         extended = self._repository.extend(usable.session, now + extension, now)
         if extended is None:
             raise _gone_error(self.get(tenant_id, session_id))
         return extended
 
     def close(self, tenant_id: str, session_id: str) -> Session:
-        """Kill the sandbox and end the session. Closing an ended session changes nothing."""
+        """End the session, then kill its sandbox. Closing an ended session changes nothing.
+
+        DELETE wins every race: the stored status says `closed` before the sandbox goes, so a
+        keep-alive or execute that finds the sandbox gone (or its provider call cut short) reads
+        why and answers 410 `session_closed` instead of failing the session.
+        """
         stored = self._repository.get(tenant_id, session_id)
         if stored is None:
             raise SessionNotFound(f"session '{session_id}' not found")
+        ended: Session | None = None
+        if stored.status in (SessionStatus.CREATING, SessionStatus.ACTIVE):
+            ended = self._repository.close(stored, self.now())
         if stored.sandbox_id is not None:
             # Killing is idempotent, so a repeated DELETE also sweeps a sandbox left by a crash.
             self._providers(stored.provider).kill(stored.sandbox_id)
-        if stored.status in (SessionStatus.CREATING, SessionStatus.ACTIVE):
-            closed = self._repository.close(stored, self.now())
-            if closed is not None:
-                return closed
-        return self.get(tenant_id, session_id)
+        return ended if ended is not None else self.get(tenant_id, session_id)
+
+    def provider_failed(self, usable: UsableSession, error: ProviderError) -> NoReturn:
+        """A provider call for a usable session failed: say why, in the caller's terms.
+
+        If the session ended meanwhile (DELETE, expiry), that is the answer (410 with its final
+        status), whatever the provider said about the sandbox that vanished under the call. If it
+        is still live and the sandbox is gone, the provider lost it behind our back: the session
+        fails. Any other provider error goes to the caller as it is.
+        """
+        session = usable.session
+        current = self._repository.get(session.tenant_id, session.session_id)
+        now = self.now()
+        if current is not None and current.effective_status(now) in TERMINAL_STATUSES:
+            raise _gone_error(current.as_seen_at(now)) from error
+        if isinstance(error, SandboxGone):
+            logger.warning("sandbox gone", extra={"sandbox_id": usable.ref.sandbox_id, "reason": error.code})
+            if self._repository.mark_failed(session, error.code, now) is None:
+                # It ended between our read and our write: the ending wins.
+                latest = self._repository.get(session.tenant_id, session.session_id)
+                if latest is not None and latest.status in TERMINAL_STATUSES:
+                    raise _gone_error(latest) from error
+        raise error
 
     def report_sandbox_gone(self, usable: UsableSession, error: SandboxGone) -> None:
-        """The provider lost the sandbox behind our back: the session cannot come back."""
-        logger.warning("sandbox gone", extra={"sandbox_id": usable.ref.sandbox_id, "reason": error.code})
-        self._repository.mark_failed(usable.session, error.code, self.now())
+        """For callers that re-raise `error` themselves: records the loss and returns, or raises the
+        session's own ending (410 with its final status) if it ended meanwhile."""
+        try:
+            self.provider_failed(usable, error)
+        except SandboxGone as raised:
+            if raised is not error:
+                raise
 
     def _retire_expired(self, session: Session) -> None:
         """Record the expiry and free the sandbox now rather than waiting for the provider's clock."""
