@@ -15,6 +15,10 @@ from .sandbox import CodeContext, HostError, HostSettings, Sandbox, run_in_conte
 
 logger = logging.getLogger(__name__)
 
+# Like E2B's code-interpreter server: a line every few seconds while a cell is silent, so a
+# client that went away is noticed (a write to a closed connection fails) and its cell stopped.
+KEEPALIVE_INTERVAL_S = 5.0
+
 
 def _line(event: dict[str, Any]) -> bytes:
     return (json.dumps(event) + "\n").encode()
@@ -60,6 +64,10 @@ class JupyterServer:
                 await send_json(send, 200, [c.to_json() for c in sandbox.contexts.values()])
             elif path.startswith("/contexts/") and path.endswith("/restart") and method == "POST":
                 context = self._context(sandbox, path.split("/")[2])
+                # A cell that ignores interrupts holds the context's lock: stopping the kernel
+                # first ends that cell, so the restart does not wait behind it.
+                if context.kernel is not None:
+                    await context.kernel.stop()
                 await context.restart()
                 await send_empty(send, 204)
             elif path.startswith("/contexts/") and path.count("/") == 2 and method == "DELETE":
@@ -109,13 +117,15 @@ class JupyterServer:
         )
         disconnected = asyncio.Event()
 
+        sink = OutputSink(self.settings.output_limit_bytes)
+
         async def watch_disconnect() -> None:
             with contextlib.suppress(Exception):
                 while (await receive())["type"] != "http.disconnect":
                     pass
             disconnected.set()
+            sink.queue.put_nowait(None)  # wake the writer at once
 
-        sink = OutputSink(self.settings.output_limit_bytes)
         started = asyncio.Event()
 
         async def run() -> None:
@@ -134,6 +144,7 @@ class JupyterServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.max_execution_s
         timed_out = False
+        last_write = loop.time()
         try:
             while True:
                 try:
@@ -141,6 +152,15 @@ class JupyterServer:
                 except TimeoutError:
                     if disconnected.is_set():
                         break
+                    if loop.time() - last_write >= KEEPALIVE_INTERVAL_S:
+                        last_write = loop.time()
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": _line({"type": "keepalive"}),
+                                "more_body": True,
+                            }
+                        )
                     if not timed_out and loop.time() > deadline:
                         timed_out = True
                         sink.error("TimeoutError", f"execution exceeded {self.settings.max_execution_s}s", "")
@@ -151,6 +171,7 @@ class JupyterServer:
                 if disconnected.is_set():
                     break
                 await send({"type": "http.response.body", "body": _line(event), "more_body": True})
+                last_write = loop.time()
             if not disconnected.is_set():
                 await send({"type": "http.response.body", "body": _line({"type": "end_of_execution"})})
         except (OSError, ClientGone):
@@ -174,7 +195,8 @@ class JupyterServer:
         if kernel is not None:
             await kernel.interrupt()
         done, _ = await asyncio.wait({runner}, timeout=self.settings.interrupt_grace_s)
-        if not done and context.kernel is not None:
-            logger.warning("kernel of context %s ignored the interrupt; restarting it", context.id)
-            await context.kernel.stop()
+        # Only the kernel that ran this cell: a client may have restarted the context meanwhile.
+        if not done and kernel is not None and context.kernel is kernel:
+            logger.warning("kernel of context %s ignored the interrupt; stopping it", context.id)
+            await kernel.stop()
             await asyncio.wait({runner}, timeout=self.settings.interrupt_grace_s)

@@ -7,6 +7,8 @@ Every SDK exception is translated into a domain error here and nowhere else.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -15,9 +17,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import e2b
+import httpx
 from aws_lambda_powertools import Logger
 from e2b_code_interpreter import Sandbox
-from e2b_code_interpreter.models import Context
+from e2b_code_interpreter.models import Context, OutputMessage
 
 from sandbox_gateway.adapters.code_interpreter import outcome_from_execution, timed_out
 from sandbox_gateway.models.environment import Language
@@ -25,6 +28,8 @@ from sandbox_gateway.models.errors import (
     DomainError,
     FileNotFound,
     InvalidFileOperation,
+    InvalidFilePath,
+    InvalidRequest,
     PayloadTooLarge,
     ProviderError,
     ProviderTimeout,
@@ -34,7 +39,9 @@ from sandbox_gateway.models.errors import (
 )
 from sandbox_gateway.models.execution import (
     CodeRun,
+    ExecutionErrorInfo,
     ExecutionOutcome,
+    ExecutionStatus,
 )
 from sandbox_gateway.models.files import FileEntry, FileType
 from sandbox_gateway.ports import SandboxRef, SandboxSpec
@@ -48,6 +55,85 @@ _KERNEL_ALIASES = {"js": "javascript", "node": "javascript", "sh": "bash", "pyth
 _FILE_TYPES = {"file": FileType.FILE, "dir": FileType.DIRECTORY, "symlink": FileType.SYMLINK}
 MAX_CACHED_SANDBOXES = 64
 _GONE_MESSAGE = "the session's sandbox no longer exists (it expired or was killed)"
+# Output kept from one execution (JSON-escaped bytes, as sent): more than any response holds.
+# A cell printing more is stopped, as the SDK keeps every line it receives in memory.
+DEFAULT_OUTPUT_LIMIT_BYTES = 8 * 1024 * 1024
+# After an abandoned cell: how long an empty cell may wait for the kernel before the cell is
+# taken to ignore its interrupt and the context is restarted.
+BUSY_PROBE_SECONDS = 1.0
+
+
+class _OutputLimitReached(Exception):
+    """Raised from an output callback to end the execution stream (the server then interrupts)."""
+
+
+def _deadline_factor() -> float:
+    """How the SDK's transport stretches run_code's `timeout=` into its whole-request deadline.
+
+    pyqwest takes the sum of httpx's read and write timeouts as one deadline, so `timeout=5`
+    answers after 10 s; dividing by this factor makes the deadline the caller's limit.
+    """
+    try:
+        from pyqwest.httpx._transport import convert_timeout  # noqa: PLC0415 - private, may move
+
+        probe = convert_timeout({"timeout": httpx.Timeout(1.0, connect=1.0).as_dict()})
+    except Exception:
+        return 1.0
+    return float(probe) if probe and probe >= 1.0 else 1.0
+
+
+_DEADLINE_FACTOR = _deadline_factor()
+
+
+def _sdk_timeout(seconds: float) -> float:
+    """The `timeout=` for run_code whose deadline is `seconds`."""
+    return seconds / _DEADLINE_FACTOR
+
+
+class _Output:
+    """stdout and stderr as they stream in, so a cell cut short still returns what it printed."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self.used = 0
+        self.truncated = False
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+
+    def on_stdout(self, message: OutputMessage) -> None:
+        self._take(self.stdout, message.line)
+
+    def on_stderr(self, message: OutputMessage) -> None:
+        self._take(self.stderr, message.line)
+
+    def _take(self, into: list[str], text: str) -> None:
+        size = len(json.dumps(text)) - 2
+        if self.used + size > self.limit:
+            low, high = 0, min(len(text), self.limit - self.used)
+            while low < high:  # the longest head that fits, in escaped bytes
+                middle = (low + high + 1) // 2
+                if len(json.dumps(text[:middle])) - 2 <= self.limit - self.used:
+                    low = middle
+                else:
+                    high = middle - 1
+            into.append(text[:low])
+            self.used = self.limit
+            self.truncated = True
+            raise _OutputLimitReached
+        self.used += size
+        into.append(text)
+
+    def outcome(
+        self, status: ExecutionStatus, error: ExecutionErrorInfo, elapsed_ms: float
+    ) -> ExecutionOutcome:
+        return ExecutionOutcome(
+            status=status,
+            stdout="".join(self.stdout),
+            stderr="".join(self.stderr),
+            error=error,
+            truncated=self.truncated,
+            sandbox_duration_ms=elapsed_ms,
+        )
 
 
 class E2BSandboxProvider:
@@ -59,8 +145,10 @@ class E2BSandboxProvider:
         api_url: str | None = None,
         sandbox_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT_BYTES,
     ) -> None:
         self._api_key = api_key
+        self._output_limit = output_limit_bytes
         self._request_timeout = request_timeout_seconds
         self._urls = {k: v for k, v in (("api_url", api_url), ("sandbox_url", sandbox_url)) if v}
         self._clock = clock
@@ -123,8 +211,11 @@ class E2BSandboxProvider:
 
     # --- code --------------------------------------------------------------------------------
     def execute(self, ref: SandboxRef, run: CodeRun) -> ExecutionOutcome:
+        """Run a cell; at `timeout_seconds` the SDK drops the stream, the server interrupts the
+        cell, and what it printed so far comes back as a `timeout` outcome."""
         with self._sandbox(ref, "run code") as sandbox:
             context = self._context(sandbox, run.language)
+            output = _Output(self._output_limit)
             started = time.perf_counter()
             try:
                 execution = sandbox.run_code(
@@ -132,15 +223,78 @@ class E2BSandboxProvider:
                     language=None if context else _KERNEL_LANGUAGE[run.language],
                     context=context,
                     envs=run.envs or None,
-                    timeout=run.timeout_seconds,
+                    on_stdout=output.on_stdout,
+                    on_stderr=output.on_stderr,
+                    timeout=_sdk_timeout(run.timeout_seconds),
                     request_timeout=self._request_timeout,
                 )
+            except _OutputLimitReached:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                self._note(output, self._free_kernel(sandbox, context, run.language))
+                error = ExecutionErrorInfo(
+                    name="OutputLimitExceeded",
+                    value=f"the cell printed more than {self._output_limit} bytes and was interrupted",
+                    traceback="",
+                )
+                return output.outcome(ExecutionStatus.ERROR, error, elapsed_ms)
             except e2b.TimeoutException as exc:
-                if _is_execution_timeout(exc):
-                    return timed_out(run.timeout_seconds, (time.perf_counter() - started) * 1000)
-                raise
+                if not _is_execution_timeout(exc):
+                    raise
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                self._note(output, self._free_kernel(sandbox, context, run.language))
+                partial = output.outcome(ExecutionStatus.TIMEOUT, _NO_ERROR, elapsed_ms)
+                return timed_out(run.timeout_seconds, elapsed_ms, partial)
             elapsed_ms = (time.perf_counter() - started) * 1000
         return outcome_from_execution(execution, elapsed_ms)
+
+    def _free_kernel(self, sandbox: Sandbox, context: Context | None, language: Language) -> str | None:
+        """Make sure an abandoned cell no longer holds its kernel.
+
+        The code interpreter interrupts a cell whose client went away; a cell that ignores the
+        interrupt keeps its kernel busy, and only restarting the context stops it. An empty
+        cell tells the two apart. Returns a note for the caller when state was lost.
+        """
+        try:
+            sandbox.run_code(
+                "",
+                language=None if context else _KERNEL_LANGUAGE[language],
+                context=context,
+                timeout=_sdk_timeout(BUSY_PROBE_SECONDS),
+                request_timeout=self._request_timeout,
+            )
+            return None
+        except e2b.TimeoutException as exc:
+            if not _is_execution_timeout(exc):
+                logger.warning("could not probe the kernel after a timeout", extra={"sdk_error": str(exc)})
+                return None
+        except Exception as exc:
+            logger.warning(
+                "could not probe the kernel after a timeout", extra={"sdk_error": type(exc).__name__}
+            )
+            return None
+        name = _KERNEL_LANGUAGE[language]
+        try:
+            target = context or next(
+                (c for c in sandbox.list_code_contexts() if _kernel_name(c.language) == name), None
+            )
+            if target is None:
+                return f"[the cell ignored the interrupt and the {name} kernel could not be restarted]"
+            sandbox.restart_code_context(target)
+            if context is None:  # the template's default context starts outside /workspace
+                sandbox.run_code(
+                    f"import os as _os; _os.chdir({WORKSPACE!r}); del _os",
+                    context=target,
+                    request_timeout=self._request_timeout,
+                )
+        except Exception as exc:
+            logger.warning("could not restart a busy context", extra={"sdk_error": type(exc).__name__})
+            return f"[the cell ignored the interrupt and the {name} kernel could not be restarted]"
+        return f"[the cell ignored the interrupt: the {name} kernel was restarted and its state is lost]"
+
+    @staticmethod
+    def _note(output: _Output, note: str | None) -> None:
+        if note:
+            output.stderr.append(("\n" if output.stderr else "") + note + "\n")
 
     def _context(self, sandbox: Sandbox, language: Language) -> Context | None:
         """The session's context for a language, working in /workspace; created on first use.
@@ -262,6 +416,9 @@ class E2BSandboxProvider:
         }
 
 
+_NO_ERROR = ExecutionErrorInfo(name="", value="", traceback="")
+
+
 def _kernel_name(language: str | None) -> str:
     name = (language or "python").lower()
     return _KERNEL_ALIASES.get(name, name)
@@ -304,7 +461,45 @@ def _translated(action: str) -> Iterator[None]:
         raise error from exc
 
 
+_FILE_ACTIONS = frozenset({"list files", "read the file", "write the file", "delete the file"})
+# A status the SDK leaves in the message ("403: …", "Code.PERMISSION_DENIED: …").
+_STATUS_PREFIX = re.compile(r"^\s*(\d{3}|Code\.[A-Z_]+)\s*:")
+_PATH_REFUSED = frozenset(
+    {"400", "403", "422", "Code.INVALID_ARGUMENT", "Code.PERMISSION_DENIED", "Code.OUT_OF_RANGE"}
+)
+_PATH_MISSING = frozenset({"404", "Code.NOT_FOUND"})
+_PATH_CONFLICT = frozenset({"409", "Code.ALREADY_EXISTS", "Code.FAILED_PRECONDITION"})
+
+
+def _file_refusal(exc: Exception, action: str) -> DomainError | None:  # noqa: PLR0911 - a table
+    """A provider's refusal of a path is the caller's error (4xx), never a provider failure."""
+    if action not in _FILE_ACTIONS or not isinstance(exc, e2b.SandboxException):
+        return None
+    if isinstance(
+        exc,
+        e2b.SandboxNotFoundException
+        | e2b.TimeoutException
+        | e2b.RateLimitException
+        | e2b.NotEnoughSpaceException,
+    ):
+        return None  # the sandbox or the service, not the path
+    if isinstance(exc, e2b.NotFoundException):
+        return FileNotFound(_sdk_message(exc, "no such file or directory"))
+    match = _STATUS_PREFIX.match(str(exc))
+    status = match.group(1) if match else None
+    if status in _PATH_REFUSED:
+        return InvalidFilePath(_sdk_message(exc, f"the sandbox refused the path while trying to {action}"))
+    if status in _PATH_MISSING:
+        return FileNotFound(_sdk_message(exc, "no such file or directory"))
+    if status in _PATH_CONFLICT:
+        return InvalidFileOperation(_sdk_message(exc, f"the path does not allow this: could not {action}"))
+    return None
+
+
 def _domain_error(exc: Exception, action: str) -> DomainError:  # noqa: PLR0911 - one table
+    refusal = _file_refusal(exc, action)
+    if refusal is not None:
+        return refusal
     match exc:
         case e2b.SandboxNotFoundException() | e2b.SandboxNotRunningException():
             return SandboxGone(_GONE_MESSAGE)
@@ -312,6 +507,9 @@ def _domain_error(exc: Exception, action: str) -> DomainError:  # noqa: PLR0911 
             return FileNotFound(_sdk_message(exc, "no such file or directory"))
         case e2b.InvalidArgumentException():
             return InvalidFileOperation(_sdk_message(exc, f"E2B refused to {action}"))
+        case UnicodeError():
+            # Text that cannot be encoded (a lone surrogate) is the caller's, not an outage.
+            return InvalidRequest("the request contains text that is not valid Unicode (a lone surrogate?)")
         case e2b.NotEnoughSpaceException():
             return SandboxDiskFull("the sandbox's disk is full")
         case e2b.AuthenticationException():
@@ -327,7 +525,25 @@ def _domain_error(exc: Exception, action: str) -> DomainError:  # noqa: PLR0911 
             return ProviderUnavailable(f"E2B could not be reached to {action}")
 
 
+# Absolute paths in provider text: the caller's own (/workspace, /home/user) are kept, any
+# other may be the host's (the local host's sandbox trees) and is replaced.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s'\"`()<>,;]*")
+_CALLER_ROOTS = ("/workspace", "/home/user")
+# Sandbox ids (about 20 lower-case alphanumerics with digits, e.g. "i33a6ea98b0e05a4e5dcd").
+_SANDBOX_ID = re.compile(r"\b(?=[a-z0-9]*\d)[a-z0-9]{16,32}\b")
+
+
+def _scrub(text: str) -> str:
+    def path(match: re.Match[str]) -> str:
+        value = match.group(0)
+        caller = any(value == root or value.startswith(root + "/") for root in _CALLER_ROOTS)
+        return value if caller and not _SANDBOX_ID.search(value) else "<path>"
+
+    text = _STATUS_PREFIX.sub("", text, count=1).strip()
+    return _SANDBOX_ID.sub("<sandbox>", _ABSOLUTE_PATH.sub(path, text))
+
+
 def _sdk_message(exc: Exception, fallback: str) -> str:
-    text = str(exc).strip()
-    # The SDK's messages name sandbox paths, never our internals; keep them short.
+    """The SDK's message for the caller: no host paths, no sandbox ids, short."""
+    text = _scrub(str(exc))
     return text[:300] if text else fallback
