@@ -145,9 +145,7 @@ class OutputSink:
         self.emit(event)
 
     def error(self, name: str, value: str, traceback: str) -> None:
-        self.emit(
-            {"type": "error", "name": name, "value": value, "traceback": traceback}
-        )
+        self.emit({"type": "error", "name": name, "value": value, "traceback": traceback})
 
     def execution_count(self, count: int) -> None:
         self.emit({"type": "number_of_executions", "execution_count": count})
@@ -156,14 +154,7 @@ class OutputSink:
 class Kernel:
     language = ""
 
-    def __init__(
-        self,
-        namespace: SandboxNamespace,
-        *,
-        cwd: str,
-        env: dict[str, str],
-        kernel_id: str,
-    ) -> None:
+    def __init__(self, namespace: SandboxNamespace, *, cwd: str, env: dict[str, str], kernel_id: str) -> None:
         self.namespace = namespace
         self.cwd = cwd
         self.env = env
@@ -177,9 +168,7 @@ class Kernel:
     async def start(self) -> None:
         raise NotImplementedError
 
-    async def execute(
-        self, code: str, env_vars: dict[str, str], sink: OutputSink
-    ) -> None:
+    async def execute(self, code: str, env_vars: dict[str, str], sink: OutputSink) -> None:
         raise NotImplementedError
 
     async def interrupt(self) -> None:
@@ -216,14 +205,7 @@ class PythonKernel(Kernel):
 
     language = "python"
 
-    def __init__(
-        self,
-        namespace: SandboxNamespace,
-        *,
-        cwd: str,
-        env: dict[str, str],
-        kernel_id: str,
-    ) -> None:
+    def __init__(self, namespace: SandboxNamespace, *, cwd: str, env: dict[str, str], kernel_id: str) -> None:
         super().__init__(namespace, cwd=cwd, env=env, kernel_id=kernel_id)
         self.client: AsyncKernelClient | None = None
         self.conn_file = namespace.state_dir / f"kernel-{kernel_id}.json"
@@ -245,21 +227,11 @@ class PythonKernel(Kernel):
             key=secrets.token_hex(16).encode(),
             kernel_name="python3",
         )
-        argv = [
-            sys.executable,
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            f"{STATE_MOUNT}/{self.conn_file.name}",
-        ]
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", f"{STATE_MOUNT}/{self.conn_file.name}"]
         self.proc = await self.namespace.spawn(argv, cwd=self.cwd, env=self.env)
         self._drains = [
-            asyncio.create_task(
-                _drain(self.proc.proc.stdout, f"kernel {self.kernel_id} stdout")
-            ),
-            asyncio.create_task(
-                _drain(self.proc.proc.stderr, f"kernel {self.kernel_id} stderr")
-            ),
+            asyncio.create_task(_drain(self.proc.proc.stdout, f"kernel {self.kernel_id} stdout")),
+            asyncio.create_task(_drain(self.proc.proc.stderr, f"kernel {self.kernel_id} stderr")),
         ]
         client = AsyncKernelClient()
         client.load_connection_file(str(self.conn_file))
@@ -270,9 +242,7 @@ class PythonKernel(Kernel):
             # Ready = a kernel_info reply on shell AND its status on iopub: a ZMQ SUB socket
             # misses what is published before it has joined, including a cell's final "idle".
             if not self.alive():
-                raise KernelDied(
-                    f"python kernel exited during start-up ({self.exit_description()})"
-                )
+                raise KernelDied(f"python kernel exited during start-up ({self.exit_description()})")
             if time.monotonic() > deadline:
                 raise KernelDied("python kernel did not become ready in time")
             msg_id = client.kernel_info()
@@ -314,22 +284,16 @@ class PythonKernel(Kernel):
                 msg = await self._live_client().get_shell_msg(timeout=min(left, 0.5))
             except queue.Empty:
                 if not self.alive():
-                    raise KernelDied(
-                        f"python kernel died ({self.exit_description()})"
-                    ) from None
+                    raise KernelDied(f"python kernel died ({self.exit_description()})") from None
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
                 return msg
 
     async def _silent(self, code: str) -> None:
-        msg_id = self._live_client().execute(
-            code, silent=True, store_history=False, allow_stdin=False
-        )
+        msg_id = self._live_client().execute(code, silent=True, store_history=False, allow_stdin=False)
         await self._shell_reply(msg_id, timeout=30.0)
 
-    async def execute(
-        self, code: str, env_vars: dict[str, str], sink: OutputSink
-    ) -> None:
+    async def execute(self, code: str, env_vars: dict[str, str], sink: OutputSink) -> None:
         self._live_client()
         if env_vars:
             keys = list(env_vars)
@@ -339,9 +303,7 @@ class PythonKernel(Kernel):
                 f"_e2b_os.environ.update({dict(env_vars)!r})\n"
             )
         try:
-            msg_id = self._live_client().execute(
-                code, silent=False, store_history=True, allow_stdin=False
-            )
+            msg_id = self._live_client().execute(code, silent=False, store_history=True, allow_stdin=False)
             await self._collect(msg_id, sink)
         finally:
             if env_vars and self.alive():
@@ -361,16 +323,13 @@ class PythonKernel(Kernel):
                 msg = await self._live_client().get_iopub_msg(timeout=0.5)
             except queue.Empty:
                 if not self.alive():
-                    raise KernelDied(
-                        f"python kernel died ({self.exit_description()})"
-                    ) from None
+                    raise KernelDied(f"python kernel died ({self.exit_description()})") from None
                 # Safety net: the reply arrived on shell but "idle" never reached iopub.
                 if replied_at is None and await self._has_reply(msg_id):
                     replied_at = time.monotonic()
                 if replied_at is not None and time.monotonic() - replied_at > 2.0:
                     logger.warning(
-                        "kernel %s: no idle status after the reply; ending the cell",
-                        self.kernel_id,
+                        "kernel %s: no idle status after the reply; ending the cell", self.kernel_id
                     )
                     return
                 continue
@@ -379,8 +338,7 @@ class PythonKernel(Kernel):
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
                 sink.stream(
-                    "stderr" if content.get("name") == "stderr" else "stdout",
-                    content.get("text", ""),
+                    "stderr" if content.get("name") == "stderr" else "stdout", content.get("text", "")
                 )
             elif kind == "execute_input":
                 sink.execution_count(content.get("execution_count", 0))
@@ -423,14 +381,7 @@ class MarkerKernel(Kernel):
 
     start_timeout = 30.0
 
-    def __init__(
-        self,
-        namespace: SandboxNamespace,
-        *,
-        cwd: str,
-        env: dict[str, str],
-        kernel_id: str,
-    ) -> None:
+    def __init__(self, namespace: SandboxNamespace, *, cwd: str, env: dict[str, str], kernel_id: str) -> None:
         super().__init__(namespace, cwd=cwd, env=env, kernel_id=kernel_id)
         self.nonce = secrets.token_hex(8)
         self.mark_prefix = b"\x1e\x1f" + self.nonce.encode() + b":"
@@ -451,19 +402,13 @@ class MarkerKernel(Kernel):
         env = dict(self.env, E2B_CTRL_FD=str(write_fd), E2B_MARK=self.nonce)
         try:
             self.proc = await self.namespace.spawn(
-                self.argv(),
-                cwd=self.cwd,
-                env=env,
-                pass_fds=(write_fd,),
-                stdin=asyncio.subprocess.PIPE,
+                self.argv(), cwd=self.cwd, env=env, pass_fds=(write_fd,), stdin=asyncio.subprocess.PIPE
             )
         finally:
             os.close(write_fd)
         loop = asyncio.get_running_loop()
         ctrl = asyncio.StreamReader(limit=1 << 26)
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(ctrl), os.fdopen(read_fd, "rb", 0)
-        )
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(ctrl), os.fdopen(read_fd, "rb", 0))
         self._drains = [
             asyncio.create_task(self._pump(self.proc.proc.stdout, "stdout")),
             asyncio.create_task(self._pump(self.proc.proc.stderr, "stderr")),
@@ -474,9 +419,7 @@ class MarkerKernel(Kernel):
         try:
             await asyncio.wait_for(self._wait(self._ready.is_set), self.start_timeout)
         except TimeoutError:
-            raise KernelDied(
-                f"{self.language} runner did not become ready in time"
-            ) from None
+            raise KernelDied(f"{self.language} runner did not become ready in time") from None
 
     async def _after_start(self) -> None:
         pass
@@ -490,9 +433,7 @@ class MarkerKernel(Kernel):
     async def _wait(self, predicate: Any) -> None:
         while not predicate():
             if self._dead.is_set():
-                raise KernelDied(
-                    f"{self.language} runner exited ({self.exit_description()})"
-                )
+                raise KernelDied(f"{self.language} runner exited ({self.exit_description()})")
             self._changed.clear()
             await self._changed.wait()
 
@@ -551,9 +492,7 @@ class MarkerKernel(Kernel):
                 self._sink.result({"text/plain": msg.get("text", "")}, True)
             elif kind == "error":
                 self._sink.error(
-                    str(msg.get("name", "")),
-                    str(msg.get("value", "")),
-                    str(msg.get("traceback", "")),
+                    str(msg.get("name", "")), str(msg.get("value", "")), str(msg.get("traceback", ""))
                 )
             elif kind == "done":
                 self._done = msg
@@ -563,9 +502,7 @@ class MarkerKernel(Kernel):
     async def _send(self, seq: int, code: str, env_vars: dict[str, str]) -> None:
         raise NotImplementedError
 
-    async def execute(
-        self, code: str, env_vars: dict[str, str], sink: OutputSink
-    ) -> None:
+    async def execute(self, code: str, env_vars: dict[str, str], sink: OutputSink) -> None:
         self.seq += 1
         seq = self.seq
         self.count += 1
@@ -585,9 +522,7 @@ class MarkerKernel(Kernel):
     def _write(self, data: bytes) -> None:
         assert self.proc is not None and self.proc.proc.stdin is not None
         if not self.alive():
-            raise KernelDied(
-                f"{self.language} runner exited ({self.exit_description()})"
-            )
+            raise KernelDied(f"{self.language} runner exited ({self.exit_description()})")
         self.proc.proc.stdin.write(data)
 
 
@@ -599,18 +534,14 @@ class NodeKernel(MarkerKernel):
     def argv(self) -> list[str]:
         node = shutil.which("node") or shutil.which("nodejs")
         if node is None:
-            raise KernelDied(
-                "node is not installed on the host (Debian package: nodejs)"
-            )
+            raise KernelDied("node is not installed on the host (Debian package: nodejs)")
         runner = self.namespace.state_dir / "js_runner.js"
         if not runner.exists():
             shutil.copyfile(Path(__file__).with_name("js_runner.js"), runner)
         return [node, f"{STATE_MOUNT}/js_runner.js"]
 
     async def _send(self, seq: int, code: str, env_vars: dict[str, str]) -> None:
-        self._write(
-            (json.dumps({"seq": seq, "code": code, "env": env_vars}) + "\n").encode()
-        )
+        self._write((json.dumps({"seq": seq, "code": code, "env": env_vars}) + "\n").encode())
 
 
 _BASH_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -632,9 +563,7 @@ class BashKernel(MarkerKernel):
 
     async def _after_start(self) -> None:
         # SIGINT returns from the sourced cell instead of killing the shell.
-        self._write(
-            b'trap \'return 130 2>/dev/null\' INT\nprintf \'{"type":"ready"}\\n\' >&"$E2B_CTRL_FD"\n'
-        )
+        self._write(b'trap \'return 130 2>/dev/null\' INT\nprintf \'{"type":"ready"}\\n\' >&"$E2B_CTRL_FD"\n')
 
     async def _send(self, seq: int, code: str, env_vars: dict[str, str]) -> None:
         cell = self.namespace.state_dir / f"cell-{self.kernel_id}.sh"
