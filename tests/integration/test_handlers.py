@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_gateway.models.errors import ProviderTimeout, ProviderUnavailable
+from sandbox_gateway.models.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from sandbox_gateway.models.execution import ExecutionOutcome, ExecutionStatus, RichResult
 
 from tests.integration.conftest import Api, body_of
@@ -406,3 +409,145 @@ def expire_now(table: Any, session_id: str) -> None:
         UpdateExpression="SET expires_at = :past",
         ExpressionAttributeValues={":past": 1},
     )
+
+
+# --- every documented error code, produced through lambda_handler ----------------------------
+def set_item(table: Any, session_id: str, expression: str, values: dict[str, Any]) -> None:
+    """Change the stored session as a concurrent request (or a crash mid-create) would have."""
+    extra = {"ExpressionAttributeNames": {"#status": "status"}} if "#status" in expression else {}
+    table.update_item(
+        Key={"pk": "TENANT#default", "sk": f"SESSION#{session_id}"},
+        UpdateExpression=expression,
+        ExpressionAttributeValues=values,
+        **extra,
+    )
+
+
+def _create_keyed(key: str, **body: Any) -> dict:
+    event = load_event("sessions_create_idempotent", **body)
+    event["headers"]["idempotency-key"] = key
+    return invoke("sessions", event)
+
+
+def _with_provider_failure(error: Exception) -> Any:
+    def scenario(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+        session_id = api.create_session()
+        provider.fail_next_call = error  # type: ignore[assignment]
+        return api.call("execute", "execute_python", session_id)
+
+    return scenario
+
+
+def _key_in_use(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    inner: dict[str, dict] = {}
+    provider.during_create = lambda: inner.update(response=_create_keyed("in-flight"))
+    _create_keyed("in-flight")
+    return inner["response"]
+
+
+def _key_reused(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    _create_keyed("reused")
+    return _create_keyed("reused", metadata={"other": "body"})
+
+
+def _busy(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    session_id = api.create_session()
+    until = int(time.time()) + 60
+    set_item(
+        table, session_id, "SET lease_id = :lease, lease_until = :until", {":lease": "x", ":until": until}
+    )
+    return api.call("execute", "execute_python", session_id)
+
+
+def _not_ready(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    session_id = api.create_session()
+    set_item(table, session_id, "SET #status = :creating", {":creating": "creating"})
+    return api.call("execute", "execute_python", session_id)
+
+
+def _closed(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    session_id = api.create_session()
+    api.call("sessions", "sessions_delete", session_id)
+    return api.call("execute", "execute_python", session_id)
+
+
+def _expired(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    session_id = api.create_session()
+    expire_now(table, session_id)
+    return api.call("execute", "execute_python", session_id)
+
+
+def _sandbox_gone(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    session_id = api.create_session()
+    provider.lose(next(iter(provider.live_ids)))
+    return api.call("execute", "execute_python", session_id)
+
+
+def _failed(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    session_id = api.create_session()
+    provider.lose(next(iter(provider.live_ids)))
+    api.call("execute", "execute_python", session_id)
+    return api.call("execute", "execute_python", session_id)
+
+
+def _unknown_route(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    event = load_event("sessions_list")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/nope"
+    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/nope"
+    return invoke("sessions", event)
+
+
+def _text_plain(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    event = load_event("sessions_create")
+    event["headers"]["content-type"] = "text/plain"
+    return invoke("sessions", event)
+
+
+def _event(function: str, name: str, with_session: bool = False, **body: Any) -> Any:
+    def scenario(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+        return api.call(function, name, api.create_session() if with_session else None, **body)
+
+    return scenario
+
+
+ERROR_SCENARIOS: dict[str, tuple[int, Any]] = {
+    "invalid_json": (400, _event("sessions", "sessions_create_invalid_json")),
+    "invalid_file_path": (400, _event("files", "files_read_traversal", with_session=True)),
+    "invalid_content": (400, _event("files", "files_write_bad_base64", with_session=True)),
+    "unknown_environment": (400, _event("sessions", "sessions_create_unknown_environment")),
+    "provider_not_allowed": (400, _event("sessions", "sessions_create_docker")),
+    "validation_error": (422, _event("sessions", "sessions_create_unknown_field")),
+    "idempotency_key_reused": (422, _key_reused),
+    "session_not_found": (404, _event("sessions", "sessions_get")),
+    "file_not_found": (404, _event("files", "files_read", with_session=True)),
+    "route_not_found": (404, _unknown_route),
+    "session_busy": (409, _busy),
+    "session_not_ready": (409, _not_ready),
+    "idempotency_key_in_use": (409, _key_in_use),
+    "session_closed": (410, _closed),
+    "session_expired": (410, _expired),
+    "session_failed": (410, _failed),
+    "sandbox_gone": (410, _sandbox_gone),
+    "payload_too_large": (413, _event("execute", "execute_python", with_session=True, code="x" * 1_100_000)),
+    "unsupported_media_type": (415, _text_plain),
+    "provider_error": (502, _with_provider_failure(ProviderError("E2B failed to run code"))),
+    "provider_unavailable": (503, _with_provider_failure(ProviderUnavailable("E2B could not be reached"))),
+    "provider_timeout": (504, _with_provider_failure(ProviderTimeout("E2B did not answer in time"))),
+}
+
+
+@pytest.mark.parametrize(("code", "status", "scenario"), [(c, *v) for c, v in ERROR_SCENARIOS.items()])
+def test_each_documented_error_code_is_produced_through_the_handler(
+    api: Api, provider: FakeSandboxProvider, table: Any, code: str, status: int, scenario: Any
+) -> None:
+    error = assert_error(scenario(api, provider, table), status, code)
+    assert error["request_id"]
+
+
+def test_every_error_code_in_the_readme_table_has_a_scenario() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    api_section = readme.split("## API", 1)[1].split("\n### ", 1)[0]
+    code_column = [line.rsplit("|", 2)[-2] for line in api_section.splitlines() if line.startswith("| ")]
+    documented = set(re.findall(r"`([a-z_]+)`", "\n".join(code_column[1:])))
+    assert len(documented) >= 20
+    assert documented <= set(ERROR_SCENARIOS), documented - set(ERROR_SCENARIOS)
