@@ -274,3 +274,22 @@ def test_a_create_retried_with_its_idempotency_key_returns_the_same_session(clie
         422,
         "idempotency_key_reused",
     )
+
+
+def test_directory_listing_pages_over_http(client: Client) -> None:
+    session_id = client.create_session()
+    for name in ("c.txt", "a.txt", "b.txt"):
+        body = {"session_id": session_id, "file_path": f"paged/{name}", "content": "eA=="}
+        assert client.request("POST", "/api/e2b/files", json=body).status_code == 201
+
+    names, token = [], None
+    for _ in range(5):
+        query = {"directory": "/workspace/paged", "limit": "2"} | ({"next_token": token} if token else {})
+        page = client.request("GET", f"/api/e2b/files/{session_id}", params=query).json()
+        names += [entry["name"] for entry in page["entries"]]
+        token = page["next_token"]
+        if token is None:
+            break
+    assert names == ["a.txt", "b.txt", "c.txt"]
+    bad = client.request("GET", f"/api/e2b/files/{session_id}", params={"next_token": "forged"})
+    assert_error(bad, 400, "invalid_page_token")
