@@ -22,7 +22,7 @@ from sandbox_gateway.models.errors import DomainError
 
 from local.e2b_host.testing import running_host
 from local.gateway import Gateway, serve
-from local.template import function_environment, sessions_table_definition
+from local.template import ROOT, function_environment, sessions_table_definition
 
 logger = logging.getLogger("local.stack")
 
@@ -53,13 +53,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def dynamodb_server() -> Iterator[str]:
-    """moto in server mode, with the sessions table created from template.yaml's definition.
+    """moto in server mode (local/moto_server.py), with the sessions table created from
+    template.yaml's definition.
 
     Its own process: in-process, moto's request handling would share the gateway's GIL.
     """
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        # moto's own server, but one request at a time: conditional writes must be atomic.
+        [sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

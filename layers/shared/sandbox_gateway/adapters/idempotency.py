@@ -4,8 +4,9 @@ answer back instead of a second sandbox (Powertools idempotency, stored in the s
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -18,6 +19,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
+from sandbox_gateway.deadlines import commit_deadline
 from sandbox_gateway.models.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -27,10 +29,39 @@ from sandbox_gateway.models.errors import (
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
 KEY_LIFETIME_SECONDS = 24 * 3600
+# The in-flight record outlives the invocation by this much, and the create must commit before
+# the invocation ends: the margin covers the last write (activate) after the final check.
+LOCK_MARGIN_SECONDS = 10
+
+
+class LambdaContextLike(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class _LockContext:
+    """What Powertools reads to set the in-flight record's expiry: the invocation plus a margin."""
+
+    def __init__(self, context: LambdaContextLike, margin_seconds: float) -> None:
+        self._context = context
+        self._margin_ms = int(margin_seconds * 1000)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._context.get_remaining_time_in_millis() + self._margin_ms
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
 
 
 class IdempotentCreate:
-    """Runs a create at most once per (tenant, Idempotency-Key) within a day."""
+    """Runs a create at most once per (tenant, Idempotency-Key) within a day.
+
+    The in-flight record expires (so a crashed create does not block its key for a day), and
+    once it has, a retry may run the create again. So the create is fenced: it must commit before
+    the invocation's end (`deadlines.commit_deadline`, checked by the session service before it
+    starts the sandbox and before it activates the session), while the in-flight record lasts
+    LOCK_MARGIN_SECONDS longer. A create still running after its deadline kills its own sandbox
+    instead of leaving a second live session next to the retry's.
+    """
 
     def __init__(self, table_name: str, client: Any) -> None:
         self._persistence = DynamoDBPersistenceLayer(
@@ -55,13 +86,16 @@ class IdempotentCreate:
         key: str,
         body: dict[str, Any],
         create: Callable[[], dict[str, Any]],
-        lambda_context: Any = None,
+        lambda_context: LambdaContextLike | None = None,
     ) -> dict[str, Any]:
         if not KEY_PATTERN.fullmatch(key):
             raise InvalidRequest("Idempotency-Key must be 1 to 128 printable ASCII characters without spaces")
+        deadline: float | None = None
         if lambda_context is not None:
-            # An in-flight record then expires with the invocation, so a crash frees the key.
-            self._config.register_lambda_context(lambda_context)
+            # An in-flight record then expires soon after the invocation, so a crash frees the key.
+            deadline = time.time() + lambda_context.get_remaining_time_in_millis() / 1000
+            lock_context: Any = _LockContext(lambda_context, LOCK_MARGIN_SECONDS)  # duck-typed
+            self._config.register_lambda_context(lock_context)
 
         @idempotent_function(
             data_keyword_argument="request",
@@ -70,7 +104,10 @@ class IdempotentCreate:
             key_prefix="create-session",
         )
         def create_once(request: dict[str, Any]) -> dict[str, Any]:
-            return create()
+            if deadline is None:
+                return create()
+            with commit_deadline(deadline):
+                return create()
 
         try:
             result: dict[str, Any] = create_once(request={"tenant": tenant_id, "key": key, "body": body})

@@ -11,11 +11,13 @@ from aws_lambda_powertools import Logger
 
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.config import Settings
+from sandbox_gateway.deadlines import commit_deadline_passed
 from sandbox_gateway.models.environment import Environment, Provider
 from sandbox_gateway.models.errors import (
     DomainError,
     InvalidRequest,
     ProviderError,
+    ProviderTimeout,
     SandboxGone,
     SessionClosed,
     SessionExpired,
@@ -89,6 +91,7 @@ class SessionService:
         # The item exists before the sandbox does, so a crash in between leaves a trace
         # (a `creating` session that the reaper can find) rather than an orphan sandbox.
         self._repository.put_new(session)
+        self._abandon_if_too_late(session, None, None)
         sandbox_provider = self._providers(env.provider)
         spec = SandboxSpec(
             session_id=session.session_id,
@@ -103,6 +106,7 @@ class SessionService:
         except DomainError as exc:
             self._mark_failed_quietly(session, exc.code)
             raise
+        self._abandon_if_too_late(session, sandbox_provider, sandbox_id)
         try:
             activated = self._repository.activate(session, sandbox_id, self.now())
         except Exception:
@@ -117,6 +121,17 @@ class SessionService:
             self._mark_failed_quietly(session, "expired_during_create")
             raise SessionExpired("the session expired while its sandbox was starting")
         return activated
+
+    def _abandon_if_too_late(
+        self, session: Session, provider: SandboxProvider | None, sandbox_id: str | None
+    ) -> None:
+        """Past the commit deadline a retry may own the Idempotency-Key: undo, never commit."""
+        if not commit_deadline_passed(self._clock()):
+            return
+        if provider is not None and sandbox_id is not None:
+            self._kill_quietly(provider, sandbox_id)
+        self._mark_failed_quietly(session, "create_deadline_passed")
+        raise ProviderTimeout("the sandbox took too long to start; retry with the same Idempotency-Key")
 
     def _lifetime(self, requested: int | None, env: Environment) -> int:
         ceiling = min(self._settings.session_timeout_max_seconds, env.max_session_seconds or 10**9)
