@@ -14,7 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from .app import HostApp
-from .isolation import IsolationUnavailable, check_isolation
+from .isolation import IsolationUnavailable, Limits, check_isolation, private_mount_namespace
 from .sandbox import DEFAULT_TEMPLATES, HostSettings
 from .testing import READY_PREFIX
 
@@ -45,6 +45,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-execution-seconds", type=float, default=3600.0, help="server-side cap on one cell"
     )
     parser.add_argument("--max-sandboxes", type=int, default=200)
+    defaults = Limits()
+    mib = 1024 * 1024
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=defaults.memory_bytes // mib,
+        help="memory per sandbox (memory cgroup; RLIMIT_DATA per process without one)",
+    )
+    parser.add_argument(
+        "--pids", type=int, default=defaults.pids, help="tasks per sandbox (pids cgroup, RLIMIT_NPROC)"
+    )
+    parser.add_argument(
+        "--disk-mb",
+        type=int,
+        default=defaults.disk_bytes // mib,
+        help="size of the tmpfs holding /home/user, /workspace and /root (also RLIMIT_FSIZE)",
+    )
+    parser.add_argument("--tmp-mb", type=int, default=defaults.tmp_bytes // mib, help="size of /tmp (noexec)")
+    parser.add_argument("--inodes", type=int, default=defaults.inodes, help="inodes per tmpfs")
+    parser.add_argument("--nofile", type=int, default=defaults.nofile, help="RLIMIT_NOFILE")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -60,24 +80,38 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("refusing to bind %s: the local E2B host only listens on loopback addresses", args.host)
         return 2
     logger.warning(
-        "The local E2B host is a development and test tool, NOT a security boundary: code in its "
-        "sandboxes runs as this user on this machine, shares its network, and can read its files."
+        "The local E2B host is a development tool; its sandboxes are contained (own user, no "
+        "capabilities, no network unless asked, read-only system, limits) but share this "
+        "machine's kernel: a kernel exploit escapes them. See local/e2b_host/README.md."
     )
     try:
         check_isolation()
+        # Before any thread starts: the sandboxes' mounts then die with this process.
+        if not private_mount_namespace():
+            logger.warning("no private mount namespace: a killed host leaves its tmpfs mounts behind")
     except IsolationUnavailable as exc:
         logger.error("cannot start: per-sandbox namespaces are unavailable: %s", exc)
         logger.error(
-            "install bubblewrap (apt-get install bubblewrap) and run as root or with user namespaces"
+            "install bubblewrap (apt-get install bubblewrap) and run as root on a kernel that "
+            "allows unprivileged user namespaces"
         )
         return 3
 
+    mib = 1024 * 1024
     settings = HostSettings(
         templates=tuple(args.templates) if args.templates else DEFAULT_TEMPLATES,
         base_dir=args.base_dir,
         output_limit_bytes=int(args.output_limit_mb * 1024 * 1024),
         max_execution_s=args.max_execution_seconds,
         max_sandboxes=args.max_sandboxes,
+        limits=Limits(
+            memory_bytes=args.memory_mb * mib,
+            pids=args.pids,
+            nofile=args.nofile,
+            disk_bytes=args.disk_mb * mib,
+            tmp_bytes=args.tmp_mb * mib,
+            inodes=args.inodes,
+        ),
     )
     app = HostApp(settings)
     atexit.register(app.registry.kill_all_now)

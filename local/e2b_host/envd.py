@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import grp
+import errno
 import gzip
 import logging
 import os
 import posixpath
-import pwd
 import re
-import shutil
 import signal
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -29,8 +26,8 @@ from e2b.envd.process.process_connect import Process, ProcessASGIApplication
 from protobuf import Oneof
 from protobuf.wkt import Timestamp
 
-from .asgi import BodyTooLarge, Request, Send, send_bytes, send_empty, send_error, send_json
-from .paths import PathRefused
+from .asgi import BodyTooLarge, ClientGone, Request, Send, send_bytes, send_empty, send_error, send_json
+from .paths import Entry, PathInvalid, PathRefused
 from .sandbox import CommandRecord, HostError, Sandbox, SandboxRegistry
 
 logger = logging.getLogger(__name__)
@@ -62,52 +59,92 @@ def home_of(user: str) -> str:
 # --- entries -------------------------------------------------------------------------------
 
 
-def _owner(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+def _owner(sandbox: Sandbox, uid: int) -> str:
+    if uid == sandbox.fs.uid:
+        return "user"
+    return "root" if uid == 0 else str(uid)
 
 
-def _group(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-
-
-def entry_info(sandbox: Sandbox, vpath: str, host: Path) -> filesystem_pb.EntryInfo:
-    st = os.lstat(host)
-    is_link = stat.S_ISLNK(st.st_mode)
-    target_st = st
-    target: str | None = None
-    if is_link:
-        try:
-            target, target_host = sandbox.fs.resolve(vpath)
-            target_st = os.stat(target_host)
-        except (PathRefused, OSError):
-            target = target or os.readlink(host)
-    if stat.S_ISDIR(target_st.st_mode):
-        ftype = filesystem_pb.FileType.DIRECTORY
-    elif is_link and target_st is st:
-        ftype = filesystem_pb.FileType.SYMLINK
-    else:
-        ftype = filesystem_pb.FileType.FILE
+def entry_info(sandbox: Sandbox, entry: Entry) -> filesystem_pb.EntryInfo:
+    ftype = {
+        "dir": filesystem_pb.FileType.DIRECTORY,
+        "file": filesystem_pb.FileType.FILE,
+        "symlink": filesystem_pb.FileType.SYMLINK,
+    }[entry.kind]
     info = filesystem_pb.EntryInfo(
-        name=posixpath.basename(vpath) or "/",
+        name=entry.name,
         type=ftype,
-        path=vpath,
-        size=target_st.st_size,
-        mode=stat.S_IMODE(target_st.st_mode),
-        permissions=stat.filemode(target_st.st_mode),
-        owner=_owner(st.st_uid),
-        group=_group(st.st_gid),
-        modified_time=Timestamp.from_datetime(datetime.fromtimestamp(st.st_mtime, tz=UTC)),
-        is_symlink=is_link,
+        path=entry.path,
+        size=entry.size,
+        mode=stat.S_IMODE(entry.mode),
+        permissions=stat.filemode(entry.mode),
+        owner=_owner(sandbox, entry.uid),
+        group=_owner(sandbox, entry.gid),
+        modified_time=Timestamp.from_datetime(datetime.fromtimestamp(entry.mtime, tz=UTC)),
+        is_symlink=entry.is_symlink,
     )
-    if target is not None:
-        info.symlink_target = target
+    if entry.symlink_target is not None:
+        info.symlink_target = entry.symlink_target
     return info
+
+
+# Every file operation runs in a thread with a budget: nothing of a sandbox's can block the
+# event loop that serves every other sandbox.
+FS_BUDGET_S = 15.0
+_T = TypeVar("_T")
+
+
+async def _fs(func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(func, *args, **kwargs), FS_BUDGET_S)
+    except TimeoutError:
+        raise HostError(504, "the file operation did not finish in time") from None
+
+
+def _http_error(exc: BaseException) -> tuple[int, str]:
+    """(status, message) of a file-operation failure; messages name sandbox paths only."""
+    if isinstance(exc, HostError):
+        return exc.status, exc.message
+    if isinstance(exc, PathRefused):
+        return 403, str(exc)
+    if isinstance(exc, PathInvalid):
+        return 400, str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return 404, f"path {_named(exc)}does not exist"
+    if isinstance(exc, IsADirectoryError):
+        return 400, f"path {_named(exc)}is a directory"
+    if isinstance(exc, NotADirectoryError):
+        return 400, "a parent of the path is not a directory"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return 400, "no space left on the sandbox's disk"
+    if isinstance(exc, OSError):
+        return 400, f"file operation failed: {exc.strerror or 'error'}"
+    raise exc
+
+
+def _named(exc: OSError) -> str:
+    """The sandbox path of an error we raised ourselves (never a host path from the OS)."""
+    if exc.errno is None and exc.args and isinstance(exc.args[0], str):
+        return f"'{exc.args[0]}' "
+    return ""
+
+
+_CONNECT_CODES = {
+    403: Code.PERMISSION_DENIED,
+    404: Code.NOT_FOUND,
+    409: Code.ALREADY_EXISTS,
+    504: Code.DEADLINE_EXCEEDED,
+}
+
+
+def _connect_error(exc: BaseException) -> ConnectError:
+    status, message = _http_error(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return ConnectError(Code.RESOURCE_EXHAUSTED, message)
+    return ConnectError(_CONNECT_CODES.get(status, Code.INVALID_ARGUMENT), message)
+
+
+_FS_ERRORS = (HostError, PathRefused, PathInvalid, OSError)
 
 
 # --- HTTP: /files --------------------------------------------------------------------------
@@ -141,16 +178,35 @@ def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | Non
     return parts
 
 
-def _write_file(sandbox: Sandbox, path: str, data: bytes, user: str) -> dict[str, str]:
-    vpath, host = sandbox.fs.resolve(posixpath.join(home_of(user), path))
-    if host.is_dir():
-        raise HostError(400, f"path {vpath} is a directory")
-    try:
-        host.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise HostError(400, f"a parent of {vpath} is not a directory") from None
-    host.write_bytes(data)
+async def _write_file(sandbox: Sandbox, path: str, data: bytes, user: str) -> dict[str, str]:
+    vpath = await _fs(sandbox.fs.write_file, posixpath.join(home_of(user), path), data)
     return {"name": posixpath.basename(vpath), "type": "file", "path": vpath}
+
+
+async def _send_file(sandbox: Sandbox, path: str, user: str, send: Send) -> None:
+    _vpath, fd, size = await _fs(sandbox.fs.open_regular, posixpath.join(home_of(user), path))
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(size).encode()),
+                ],
+            }
+        )
+        left = size
+        while left > 0:
+            chunk = await asyncio.to_thread(os.read, fd, min(_CHUNK, left))
+            if not chunk:
+                raise ClientGone  # the file shrank under us: end the response short
+            left -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+        if size == 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        os.close(fd)
 
 
 async def handle_files(sandbox: Sandbox, request: Request, send: Send) -> None:
@@ -160,27 +216,7 @@ async def handle_files(sandbox: Sandbox, request: Request, send: Send) -> None:
         if request.method == "GET":
             if not path:
                 raise HostError(400, "'path' query parameter is required")
-            vpath, host = sandbox.fs.resolve(posixpath.join(home_of(user), path))
-            if not host.exists():
-                raise HostError(404, f"path '{vpath}' does not exist")
-            if host.is_dir():
-                raise HostError(400, f"path '{vpath}' is a directory")
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"application/octet-stream"),
-                        (b"content-length", str(host.stat().st_size).encode()),
-                    ],
-                }
-            )
-            with open(host, "rb") as fh:
-                while True:
-                    chunk = await asyncio.to_thread(fh.read, _CHUNK)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": bool(chunk)})
-                    if not chunk:
-                        break
+            await _send_file(sandbox, path, user, send)
             return
         if request.method != "POST":
             raise HostError(405, f"method {request.method} not allowed")
@@ -195,7 +231,7 @@ async def handle_files(sandbox: Sandbox, request: Request, send: Send) -> None:
                 target = path or filename
                 if not target:
                     raise HostError(400, "no 'path' parameter and no filename in the multipart part")
-                written.append(await asyncio.to_thread(_write_file, sandbox, target, data, user))
+                written.append(await _write_file(sandbox, target, data, user))
                 if path:
                     break
         else:
@@ -206,18 +242,13 @@ async def handle_files(sandbox: Sandbox, request: Request, send: Send) -> None:
                     body = gzip.decompress(body)
                 except (OSError, EOFError) as exc:
                     raise HostError(400, f"invalid gzip body: {exc}") from None
-            written.append(await asyncio.to_thread(_write_file, sandbox, path, body, user))
+            written.append(await _write_file(sandbox, path, body, user))
         await send_json(send, 200, written)
-    except HostError as exc:
-        await send_error(send, exc.status, exc.message)
-    except PathRefused as exc:
-        await send_error(send, 403, str(exc))
     except BodyTooLarge:
         await send_error(send, 413, "upload too large")
-    except PermissionError as exc:
-        await send_error(send, 403, f"permission denied: {exc}")
-    except OSError as exc:
-        await send_error(send, 400, f"file operation failed: {exc}")
+    except _FS_ERRORS as exc:
+        status, message = _http_error(exc)
+        await send_error(send, status, message)
 
 
 # --- Connect: filesystem.Filesystem --------------------------------------------------------
@@ -232,12 +263,8 @@ def _sandbox_for(registry: SandboxRegistry, ctx: Any) -> Sandbox:
         raise ConnectError(Code.UNAVAILABLE, f"sandbox {sandbox_id} was not found") from None
 
 
-def _resolve(sandbox: Sandbox, path: str, ctx: Any, *, follow_last: bool = True) -> tuple[str, Path]:
-    user = username_from(ctx.request_headers)
-    try:
-        return sandbox.fs.resolve(posixpath.join(home_of(user), path), follow_last=follow_last)
-    except PathRefused as exc:
-        raise ConnectError(Code.PERMISSION_DENIED, str(exc)) from None
+def _path(path: str, ctx: Any) -> str:
+    return posixpath.join(home_of(username_from(ctx.request_headers)), path)
 
 
 class FilesystemService(Filesystem):
@@ -246,76 +273,54 @@ class FilesystemService(Filesystem):
 
     async def stat(self, request: filesystem_pb.StatRequest, ctx: Any) -> filesystem_pb.StatResponse:
         sandbox = _sandbox_for(self.registry, ctx)
-        vpath, host = _resolve(sandbox, request.path, ctx, follow_last=False)
-        if not os.path.lexists(host):
-            raise ConnectError(Code.NOT_FOUND, f"path '{vpath}' does not exist")
-        return filesystem_pb.StatResponse(entry=entry_info(sandbox, vpath, host))
+        try:
+            entry = await _fs(sandbox.fs.stat, _path(request.path, ctx))
+        except _FS_ERRORS as exc:
+            raise _connect_error(exc) from None
+        return filesystem_pb.StatResponse(entry=entry_info(sandbox, entry))
 
     async def list_dir(
         self, request: filesystem_pb.ListDirRequest, ctx: Any
     ) -> filesystem_pb.ListDirResponse:
         sandbox = _sandbox_for(self.registry, ctx)
-        vpath, host = _resolve(sandbox, request.path, ctx)
-        if not host.exists():
-            raise ConnectError(Code.NOT_FOUND, f"path '{vpath}' does not exist")
-        if not host.is_dir():
-            raise ConnectError(Code.INVALID_ARGUMENT, f"path '{vpath}' is not a directory")
         depth = max(int(request.depth or 1), 1)
-        entries: list[filesystem_pb.EntryInfo] = []
-
-        def walk(vdir: str, hdir: Path, level: int) -> None:
-            for name in sorted(os.listdir(hdir)):
-                child_v, child_h = posixpath.join(vdir, name), hdir / name
-                try:
-                    entries.append(entry_info(sandbox, child_v, child_h))
-                except FileNotFoundError:
-                    continue
-                if level < depth and child_h.is_dir() and not child_h.is_symlink():
-                    walk(child_v, child_h, level + 1)
-
-        await asyncio.to_thread(walk, vpath, host, 1)
-        return filesystem_pb.ListDirResponse(entries=entries)
+        try:
+            _vpath, entries = await _fs(sandbox.fs.list_dir, _path(request.path, ctx), depth)
+        except NotADirectoryError:
+            raise ConnectError(Code.INVALID_ARGUMENT, "the path is not a directory") from None
+        except _FS_ERRORS as exc:
+            raise _connect_error(exc) from None
+        return filesystem_pb.ListDirResponse(entries=[entry_info(sandbox, e) for e in entries])
 
     async def make_dir(
         self, request: filesystem_pb.MakeDirRequest, ctx: Any
     ) -> filesystem_pb.MakeDirResponse:
         sandbox = _sandbox_for(self.registry, ctx)
-        vpath, host = _resolve(sandbox, request.path, ctx)
-        if os.path.lexists(host):
-            if host.is_dir():
-                raise ConnectError(Code.ALREADY_EXISTS, f"directory '{vpath}' already exists")
-            raise ConnectError(Code.INVALID_ARGUMENT, f"path '{vpath}' already exists and is not a directory")
         try:
-            host.mkdir(parents=True)
-        except (FileExistsError, NotADirectoryError):
-            raise ConnectError(Code.INVALID_ARGUMENT, f"a parent of '{vpath}' is not a directory") from None
-        return filesystem_pb.MakeDirResponse(entry=entry_info(sandbox, vpath, host))
+            vpath, _created = await _fs(sandbox.fs.make_dir, _path(request.path, ctx))
+            entry = await _fs(sandbox.fs.stat, vpath)
+        except FileExistsError as exc:
+            raise ConnectError(Code.ALREADY_EXISTS, f"directory '{exc.args[0]}' already exists") from None
+        except _FS_ERRORS as exc:
+            raise _connect_error(exc) from None
+        return filesystem_pb.MakeDirResponse(entry=entry_info(sandbox, entry))
 
     async def remove(self, request: filesystem_pb.RemoveRequest, ctx: Any) -> filesystem_pb.RemoveResponse:
         sandbox = _sandbox_for(self.registry, ctx)
-        vpath, host = _resolve(sandbox, request.path, ctx, follow_last=False)
-        if not os.path.lexists(host):
-            raise ConnectError(Code.NOT_FOUND, f"path '{vpath}' does not exist")
-        if vpath in ("/home/user", "/workspace", "/tmp", "/root"):
-            raise ConnectError(Code.PERMISSION_DENIED, f"cannot remove the mount point '{vpath}'")
-        if host.is_dir() and not host.is_symlink():
-            await asyncio.to_thread(shutil.rmtree, host)
-        else:
-            host.unlink()
+        try:
+            await _fs(sandbox.fs.remove, _path(request.path, ctx))
+        except _FS_ERRORS as exc:
+            raise _connect_error(exc) from None
         return filesystem_pb.RemoveResponse()
 
     async def move(self, request: filesystem_pb.MoveRequest, ctx: Any) -> filesystem_pb.MoveResponse:
         sandbox = _sandbox_for(self.registry, ctx)
-        src_v, src_h = _resolve(sandbox, request.source, ctx, follow_last=False)
-        dst_v, dst_h = _resolve(sandbox, request.destination, ctx, follow_last=False)
-        if not os.path.lexists(src_h):
-            raise ConnectError(Code.NOT_FOUND, f"path '{src_v}' does not exist")
-        dst_h.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(src_h, dst_h)
-        except OSError:
-            await asyncio.to_thread(shutil.move, str(src_h), str(dst_h))
-        return filesystem_pb.MoveResponse(entry=entry_info(sandbox, dst_v, dst_h))
+            dst = await _fs(sandbox.fs.move, _path(request.source, ctx), _path(request.destination, ctx))
+            entry = await _fs(sandbox.fs.stat, dst)
+        except _FS_ERRORS as exc:
+            raise _connect_error(exc) from None
+        return filesystem_pb.MoveResponse(entry=entry_info(sandbox, entry))
 
 
 # --- Connect: process.Process --------------------------------------------------------------
@@ -353,8 +358,11 @@ class ProcessService(Process):
         if config is None or not config.cmd:
             raise ConnectError(Code.INVALID_ARGUMENT, "process.cmd is required")
         user = username_from(ctx.request_headers)
-        cwd_v, cwd_h = _resolve(sandbox, config.cwd or home_of(user), ctx)
-        if not cwd_h.is_dir():
+        try:
+            cwd_v, cwd_is_dir = await _fs(sandbox.fs.is_dir, _path(config.cwd or home_of(user), ctx))
+        except _FS_ERRORS as exc:
+            raise _connect_error(exc) from None
+        if not cwd_is_dir:
             raise ConnectError(Code.INVALID_ARGUMENT, f"cwd '{cwd_v}' does not exist or is not a directory")
         env = sandbox.process_env({"HOME": home_of(user), "USER": user, **dict(config.envs)})
         use_stdin = (

@@ -1,93 +1,405 @@
-"""Per-sandbox mount + PID namespaces built with bubblewrap, entered with nsenter.
+"""Per-sandbox namespaces built with bubblewrap, entered with nsenter: the containment of
+the local E2B host.
 
-Each sandbox gets one long-lived ``bwrap`` "init" whose namespaces hold every process the
-sandbox starts (kernels, commands, their daemonized grandchildren). Inside, the root is a
-tmpfs with the host's top-level directories bound READ-ONLY, and the sandbox's own
-directories bound read-write onto ``/home/user``, ``/workspace``, ``/tmp`` and ``/root``.
-Processes are started with ``nsenter`` into that mount and PID namespace, so they all see
-the same paths as the files API. Killing the init (PID 1 of the namespace) makes the kernel
-SIGKILL every process in the namespace, whatever it did to detach itself.
+Each sandbox gets one long-lived ``bwrap`` "init" whose namespaces (user, mount, PID, IPC,
+UTS, cgroup and, unless the sandbox may use the network, network) hold every process the
+sandbox starts. It runs as a host uid of its own (``host_uid``, mapped to uid/gid 1000 `user`
+inside) with no capabilities, ``no_new_privs`` and no further user namespaces. Inside, the
+root is read-only: ``/usr``, ``/etc`` (with our own passwd/group/hosts), the ``/bin``-style
+links, the Python prefix and the venv are bound read-only; ``/home/user``, ``/workspace``,
+``/root`` (one size- and inode-limited tmpfs) and ``/tmp`` (another, ``noexec``) are the
+writable paths; ``/proc`` and ``/dev`` are fresh. Nothing else of the host is there: no
+``/run``, ``/var``, ``/sys``, Docker socket or home directory.
 
-This is isolation of *paths and process lifetimes* for a development tool, not a security
-boundary: the network, the user (root) and the host's /dev are shared.
+Processes are started with ``nsenter`` into those namespaces after the host process has
+joined the sandbox's cgroups, set its rlimits and dropped to ``host_uid``; ``setpriv`` then
+drops the capabilities that entering a user namespace grants. Killing the init (PID 1 of the
+namespace) makes the kernel SIGKILL every process in the namespace, whatever it did to detach
+itself; a process's whole tree (``setsid`` children included) is killed through a pids cgroup
+of its own where cgroups (v1) can be created.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import errno
+import fcntl
 import json
 import logging
 import os
+import resource
 import select
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+SANDBOX_UID = 1000
+SANDBOX_GID = 1000
+SANDBOX_USER = "user"
 # Sandbox path -> directory (relative to the sandbox's fs root) bound onto it read-write.
+# "data" and "tmp" are separate tmpfs mounts (when the host may mount): "tmp" is noexec.
 SANDBOX_MOUNTS: dict[str, str] = {
-    "/home/user": "home/user",
-    "/workspace": "workspace",
+    "/home/user": "data/home/user",
+    "/workspace": "data/workspace",
+    "/root": "data/root",
     "/tmp": "tmp",
-    "/root": "root",
 }
-# Where the host's per-sandbox state dir (connection files, runner scripts) is visible inside.
+# Where the host's per-sandbox state dir (connection files, runner scripts) is visible inside,
+# read-only; its "ipc" subdirectory is the one place there the sandbox user may write
+# (the Python kernel's Unix sockets).
 STATE_MOUNT = "/.e2b"
-# Host top-level entries that are NOT bound into the sandbox (replaced or recreated).
-_SKIPPED_TOP_LEVEL = {"proc", "dev", "sys", "tmp", "home", "workspace", "root"}
-_REQUIRED_TOOLS = ("bwrap", "nsenter", "env", "setsid")
+IPC_DIR = "ipc"
+_READ_ONLY_SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
+_REQUIRED_TOOLS = ("bwrap", "unshare", "env", "setsid")
+_MNT_DETACH = 2
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+_NS_GET_PARENT = 0xB702
+_CLONE_NEWUSER = 0x10000000
+_NS_TYPES = {
+    "mnt": 0x00020000,
+    "cgroup": 0x02000000,
+    "uts": 0x04000000,
+    "ipc": 0x08000000,
+    "pid": 0x20000000,
+    "net": 0x40000000,
+}
 
 
 class IsolationUnavailable(RuntimeError):
     """The machine cannot build the per-sandbox namespaces."""
 
 
-def _masked(path: str) -> bool:
-    return any(path == m or path.startswith(m + "/") for m in (*SANDBOX_MOUNTS, "/home"))
+@dataclass(frozen=True)
+class Limits:
+    """Per-sandbox resource limits (see ``python -m local.e2b_host --help``)."""
+
+    memory_bytes: int = 1024 * 1024 * 1024
+    pids: int = 512
+    nofile: int = 4096
+    disk_bytes: int = 1024 * 1024 * 1024
+    tmp_bytes: int = 256 * 1024 * 1024
+    inodes: int = 65536
 
 
-def _extra_read_only_binds() -> list[str]:
-    """The host Python must stay reachable inside even if it lives under a masked dir."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    binds: list[str] = []
-    for path in sorted(paths):
-        if path and _masked(path) and os.path.isdir(path):
-            binds += ["--ro-bind", path, path]
-    return binds
+# --- host-side helpers ----------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def bwrap_args(fs_root: Path, state_dir: Path, hostname: str) -> list[str]:
+def mount_tmpfs(target: Path, *, size: int, inodes: int, uid: int, gid: int, noexec: bool) -> bool:
+    """Mount a size- and inode-limited tmpfs owned by ``uid`` on ``target``; False if not allowed."""
+    flags = 0x2 | 0x4  # MS_NOSUID | MS_NODEV
+    if noexec:
+        flags |= 0x8  # MS_NOEXEC
+    opts = f"size={size},nr_inodes={inodes},mode=0700,uid={uid},gid={gid}".encode()
+    if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", flags, opts) != 0:
+        err = ctypes.get_errno()
+        logger.debug("mount tmpfs on %s failed: %s", target, os.strerror(err))
+        return False
+    return True
+
+
+def unmount(target: Path) -> None:
+    if _libc.umount2(str(target).encode(), _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            logger.warning("umount %s failed: %s", target, os.strerror(err))
+
+
+def _own_cgroup_v1(controller: str) -> Path | None:
+    base = Path("/sys/fs/cgroup") / controller
+    if not (base / "cgroup.procs").exists():
+        return None
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, names, path = line.split(":", 2)
+            if controller in names.split(","):
+                return base / path.lstrip("/")
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class Cgroups:
+    """cgroup v1 ``pids`` and ``memory`` groups for one sandbox, under the host's own groups.
+
+    Every process the sandbox starts joins them before it execs; each started process also
+    gets a pids group of its own (``child``) so that its whole tree can be killed."""
+
+    def __init__(self, pids: Path, memory: Path | None) -> None:
+        self.pids = pids
+        self.memory = memory
+        self._children = 0
+
+    @classmethod
+    def create(cls, name: str, limits: Limits) -> Cgroups | None:
+        pids_parent = _own_cgroup_v1("pids")
+        if pids_parent is None:
+            return None
+        try:
+            pids = pids_parent / name
+            pids.mkdir()
+            (pids / "pids.max").write_text(str(limits.pids))
+        except OSError as exc:
+            logger.warning("cannot create a pids cgroup (%s); relying on RLIMIT_NPROC", exc)
+            return None
+        memory = None
+        mem_parent = _own_cgroup_v1("memory")
+        if mem_parent is not None:
+            try:
+                memory = mem_parent / name
+                memory.mkdir()
+                (memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+                with contextlib.suppress(OSError):  # only with swap accounting
+                    (memory / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_bytes))
+            except OSError as exc:
+                logger.warning("cannot create a memory cgroup (%s); relying on RLIMIT_DATA", exc)
+                with contextlib.suppress(OSError):
+                    memory.rmdir()
+                memory = None
+        return cls(pids, memory)
+
+    def child(self) -> Path:
+        self._children += 1
+        path = self.pids / f"p{self._children}"
+        path.mkdir()
+        return path
+
+    @staticmethod
+    def kill_all(group: Path, rounds: int = 50) -> None:
+        """SIGKILL every process in ``group`` until it is empty (forks included)."""
+        for _ in range(rounds):
+            try:
+                pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                return
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    @staticmethod
+    def remove(group: Path) -> None:
+        for _ in range(100):
+            try:
+                for sub in [p for p in group.iterdir() if p.is_dir()]:
+                    Cgroups.kill_all(sub)
+                    sub.rmdir()
+                group.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                Cgroups.kill_all(group)
+                time.sleep(0.02)
+        logger.warning("cgroup %s could not be removed", group)
+
+    def destroy(self) -> None:
+        Cgroups.kill_all(self.pids)
+        Cgroups.remove(self.pids)
+        if self.memory is not None:
+            Cgroups.remove(self.memory)
+
+
+def _join_and_drop(
+    host_uid: int, limits: Limits, groups: Sequence[Path], data_limit: bool
+) -> Callable[[], None]:
+    """preexec_fn: join the cgroups, set the rlimits, drop every host privilege."""
+    procs = [str(g / "cgroup.procs").encode() for g in groups]
+
+    def run() -> None:
+        for path in procs:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.pids, limits.pids))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.disk_bytes, limits.disk_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if data_limit:
+            resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
+        os.setgroups([])
+        os.setresgid(host_uid, host_uid, host_uid)
+        os.setresuid(host_uid, host_uid, host_uid)
+
+    return run
+
+
+def _last_cap() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        return 63
+
+
+def _etc_files(state_dir: Path, hostname: str) -> dict[str, Path]:
+    files = {
+        "passwd": f"root:x:0:0:root:/root:/bin/bash\n{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_GID}:"
+        f"{SANDBOX_USER}:/home/user:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        "group": f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_GID}:\nnogroup:x:65534:\n",
+        "hosts": f"127.0.0.1 localhost {hostname}\n::1 localhost ip6-localhost ip6-loopback\n",
+        "hostname": hostname + "\n",
+    }
+    out = {}
+    for name, text in files.items():
+        path = state_dir / f"etc-{name}"
+        path.write_text(text)
+        path.chmod(0o644)
+        out[name] = path
+    return out
+
+
+def bind_read_only(source: str, target: Path) -> bool:
+    """A read-only bind mount of ``source`` on ``target`` (host side); False if not allowed."""
+    ms_rdonly, ms_nosuid, ms_nodev, ms_remount, ms_bind, ms_rec = 0x1, 0x2, 0x4, 0x20, 0x1000, 0x4000
+    if _libc.mount(source.encode(), str(target).encode(), None, ms_bind | ms_rec, None) != 0:
+        logger.debug("bind %s failed: %s", source, os.strerror(ctypes.get_errno()))
+        return False
+    flags = ms_remount | ms_bind | ms_rdonly | ms_nosuid | ms_nodev
+    if _libc.mount(None, str(target).encode(), None, flags, None) != 0:
+        unmount(target)
+        return False
+    return True
+
+
+def private_mount_namespace() -> bool:
+    """Give this (still single-threaded) process a mount namespace of its own, a slave of the
+    host's, so the sandboxes' tmpfs and staging mounts vanish with it even if it is SIGKILLed."""
+    clone_newns, ms_rec, ms_slave = 0x20000, 0x4000, 0x80000
+    if _libc.unshare(clone_newns) != 0:
+        return False
+    return _libc.mount(None, b"/", None, ms_rec | ms_slave, None) == 0
+
+
+def _traversable(path: str) -> bool:
+    """Whether any uid may reach ``path`` (every directory on the way has o+x)."""
+    current = "/"
+    for part in [p for p in path.split("/") if p]:
+        try:
+            if not os.stat(current).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        current = os.path.join(current, part)
+    return True
+
+
+class RuntimeBinds:
+    """The host directories outside the system ones that the kernels need (the Python
+    installation, the venv), as (source, destination) pairs for bwrap. bwrap runs as the
+    sandbox's uid and must reach the source: one that only root may reach (``/root/.pyenv``)
+    is first bound read-only under ``staging`` (a root-owned, o+x directory)."""
+
+    def __init__(self, staging: Path) -> None:
+        self.staging = staging
+        self.pairs: list[tuple[str, str]] = []
+        self._mounted: list[Path] = []
+        for index, path in enumerate(_runtime_dirs()):
+            if _traversable(path):
+                self.pairs.append((path, path))
+                continue
+            staging.mkdir(mode=0o711, exist_ok=True)
+            target = staging / str(index)
+            target.mkdir(mode=0o755)
+            if not bind_read_only(path, target):
+                raise IsolationUnavailable(f"cannot make {path} reachable to the sandboxes")
+            self._mounted.append(target)
+            self.pairs.append((str(target), path))
+
+    def close(self) -> None:
+        for target in self._mounted:
+            unmount(target)
+        self._mounted.clear()
+
+
+def _runtime_dirs() -> list[str]:
+    """The Python installation(s) the kernels need, wherever they live."""
+    dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    dirs.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    system = tuple("/" + d for d in _READ_ONLY_SYSTEM)
+    keep = []
+    for path in sorted(dirs):
+        if not os.path.isdir(path) or any(path == s or path.startswith(s + "/") for s in system):
+            continue
+        if any(path.startswith(k + "/") for k in keep):
+            continue
+        keep.append(path)
+    return keep
+
+
+def bwrap_args(
+    fs_root: Path,
+    state_dir: Path,
+    hostname: str,
+    *,
+    network: bool,
+    runtime: Sequence[tuple[str, str]],
+    fds: list[int],
+) -> list[str]:
+    """bwrap's command line. The sandbox's own directories are passed as O_PATH descriptors
+    (appended to ``fds``): bwrap binds what the host opened, whatever the paths become."""
+
+    def fd_of(path: Path | str) -> str:
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fds.append(fd)
+        return str(fd)
+
     args = [
         "bwrap",
-        "--die-with-parent",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
+        "--unshare-all",  # user and cgroup only "-try": insist on them
+        "--unshare-user",
+        "--unshare-cgroup",
+        *(["--share-net"] if network else []),
+        "--disable-userns",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_GID),
         "--hostname",
         hostname,
-        "--tmpfs",
-        "/",
+        "--cap-drop",
+        "ALL",
+        "--new-session",
+        "--die-with-parent",
     ]
-    for entry in sorted(os.listdir("/")):
-        if entry in _SKIPPED_TOP_LEVEL:
-            continue
+    for entry in _READ_ONLY_SYSTEM:
         path = "/" + entry
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
-        elif os.path.exists(path):
+        elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind-try", "/sys", "/sys", "--dir", "/home"]
+    etc = _etc_files(state_dir, hostname)
+    for name, path in etc.items():
+        args += ["--ro-bind-fd", _file_fd(path, fds), f"/etc/{name}"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--dir", "/home"]
     for inside, rel in SANDBOX_MOUNTS.items():
-        args += ["--bind", str(fs_root / rel), inside]
-    args += ["--ro-bind", str(state_dir), STATE_MOUNT]
-    args += _extra_read_only_binds()
+        args += ["--bind-fd", fd_of(fs_root / rel), inside]
+    args += ["--ro-bind-fd", fd_of(state_dir), STATE_MOUNT]
+    args += ["--bind-fd", fd_of(state_dir / IPC_DIR), f"{STATE_MOUNT}/{IPC_DIR}"]
+    for source, dest in runtime:
+        args += ["--ro-bind", source, dest]
+    args += ["--remount-ro", "/", "--chdir", "/home/user"]
     return args
+
+
+def _file_fd(path: Path, fds: list[int]) -> str:
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fds.append(fd)
+    return str(fd)
 
 
 def check_isolation() -> None:
@@ -97,52 +409,93 @@ def check_isolation() -> None:
         raise IsolationUnavailable(
             f"missing tools: {', '.join(missing)} (Debian packages: bubblewrap, util-linux, coreutils)"
         )
+    if os.geteuid() != 0:
+        raise IsolationUnavailable(
+            "the host must run as root: it mounts each sandbox's limited tmpfs, creates its "
+            "cgroups and runs it as a host uid of its own"
+        )
     probe = subprocess.run(
-        ["bwrap", "--unshare-pid", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
+        ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
+        preexec_fn=_drop_only(65533),
     )
     if probe.returncode != 0:
         raise IsolationUnavailable(
-            "bubblewrap cannot create mount/PID namespaces on this machine "
-            f"(exit {probe.returncode}): {probe.stderr.strip()}"
+            "bubblewrap cannot create user/mount/PID/network namespaces for an unprivileged uid "
+            f"on this machine (exit {probe.returncode}): {probe.stderr.strip()}"
         )
+
+
+def _drop_only(uid: int) -> Callable[[], None]:
+    def run() -> None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+
+    return run
 
 
 class SandboxNamespace:
     """The namespaces of one sandbox, alive while its bwrap init runs."""
 
-    def __init__(self, fs_root: Path, state_dir: Path, hostname: str) -> None:
+    def __init__(
+        self,
+        fs_root: Path,
+        state_dir: Path,
+        hostname: str,
+        *,
+        host_uid: int,
+        network: bool = False,
+        limits: Limits | None = None,
+        cgroups: Cgroups | None = None,
+        runtime: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self.fs_root = fs_root
         self.state_dir = state_dir
+        self.ipc_dir = state_dir / IPC_DIR
+        self.ipc_mount = f"{STATE_MOUNT}/{IPC_DIR}"
         self.hostname = hostname
+        self.host_uid = host_uid
+        self.network = network
+        self.limits = limits or Limits()
+        self.cgroups = cgroups
+        self.runtime = list(runtime)
         self._bwrap: subprocess.Popen[bytes] | None = None
         self.init_pid: int | None = None
         self.enter_pid: int | None = None
+        self._ns_fds: list[int] = []
+        self._enter: tuple[list[tuple[int, int]], int] | None = None
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the init. Call from a long-lived thread (PR_SET_PDEATHSIG follows the thread)."""
         read_fd, write_fd = os.pipe()
+        fds: list[int] = []
         try:
+            argv = bwrap_args(
+                self.fs_root,
+                self.state_dir,
+                self.hostname,
+                network=self.network,
+                runtime=self.runtime,
+                fds=fds,
+            )
             self._bwrap = subprocess.Popen(
-                [
-                    *bwrap_args(self.fs_root, self.state_dir, self.hostname),
-                    "--info-fd",
-                    str(write_fd),
-                    "--",
-                    "sleep",
-                    "infinity",
-                ],
-                pass_fds=(write_fd,),
+                [*argv, "--info-fd", str(write_fd), "--", "sleep", "infinity"],
+                pass_fds=(write_fd, *fds),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=self._preexec(),  # noqa: PLW1509 - syscalls only, no locks taken
             )
             os.close(write_fd)
             write_fd = -1
+            for fd in fds:
+                os.close(fd)
+            fds.clear()
             info = b""
             deadline = time.monotonic() + timeout
             while True:
@@ -176,8 +529,12 @@ class SandboxNamespace:
                         pass
                 if self.enter_pid is None:
                     if time.monotonic() > deadline or self._bwrap.poll() is not None:
-                        raise IsolationUnavailable("the sandbox namespace did not finish setting up")
+                        err = ""
+                        if self._bwrap.poll() is not None and self._bwrap.stderr:
+                            err = self._bwrap.stderr.read().decode(errors="replace").strip()
+                        raise IsolationUnavailable(f"the sandbox namespace did not finish setting up: {err}")
                     time.sleep(0.002)
+            self._open_namespaces()
         except BaseException:
             self.kill()
             raise
@@ -185,18 +542,92 @@ class SandboxNamespace:
             os.close(read_fd)
             if write_fd >= 0:
                 os.close(write_fd)
+            for fd in fds:
+                os.close(fd)
 
     def alive(self) -> bool:
-        return self._bwrap is not None and self._bwrap.poll() is None
-
-    def command(self, argv: Sequence[str], cwd: str, *, new_session: bool = True) -> list[str]:
-        """The host command line that runs ``argv`` inside the namespace, in ``cwd``."""
+        """The init and the process we enter through both still run."""
+        if self._bwrap is None or self._bwrap.poll() is not None:
+            return False
         if self.enter_pid is None:
-            raise RuntimeError("namespace not started")
-        prefix = ["nsenter", "-t", str(self.enter_pid), "-m", "-p", "-r", "-w", "--", "env", "-C", cwd]
-        if new_session:
-            prefix.append("setsid")
-        return [*prefix, *argv]
+            return False
+        try:
+            with open(f"/proc/{self.enter_pid}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+            return state not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
+    def _open_namespaces(self) -> None:
+        """Descriptors of the namespaces to enter, opened once by the (root) host.
+
+        bwrap sets up in a user namespace where the sandbox's uid is 0 (``owner``), which owns
+        every other namespace, and runs the command in a nested one where it is 1000
+        (``user``): a process enters ``owner`` (the sandbox's uid owns it, so it may), then
+        the others, then ``user``, and chroots to the command's root."""
+        pid = self.enter_pid
+        user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        self._ns_fds.append(user)
+        owner = fcntl.ioctl(user, _NS_GET_PARENT)
+        self._ns_fds.append(owner)
+        kinds = ["mnt", "ipc", "uts", "cgroup", "pid"] + ([] if self.network else ["net"])
+        order = [(owner, _CLONE_NEWUSER)]
+        for kind in kinds:
+            fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+            self._ns_fds.append(fd)
+            order.append((fd, _NS_TYPES[kind]))
+        order.append((user, _CLONE_NEWUSER))
+        root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._ns_fds.append(root)
+        self._enter = (order, root)
+
+    def _preexec(self, groups: Sequence[Path] = (), *, enter: bool = False) -> Callable[[], None]:
+        joined = list(groups)
+        if self.cgroups is not None:
+            if self.cgroups.memory is not None:
+                joined.append(self.cgroups.memory)
+            if not groups:
+                joined.append(self.cgroups.pids)
+        data_limit = self.cgroups is None or self.cgroups.memory is None
+        drop = _join_and_drop(self.host_uid, self.limits, joined, data_limit)
+        if not enter:
+            return drop
+        order, root = self._enter
+        last_cap = _last_cap()
+
+        def run() -> None:
+            drop()
+            for fd, kind in order:
+                if _libc.setns(fd, kind) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns: {os.strerror(err)}")
+            os.fchdir(root)
+            os.chroot(".")
+            os.chdir("/")
+            # Entering the user namespace granted every capability in it: drop the bounding
+            # set while we may (exec then clears the rest: the uid is not 0 there), and
+            # no_new_privs so that no setuid or file-capability binary gives any back.
+            for cap in range(last_cap + 1):
+                _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+            if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+
+        return run
+
+    def command(self, argv: Sequence[str], cwd: str) -> list[str]:
+        """What the entered process execs: ``unshare --fork`` forks the command into the PID
+        namespace (entering one applies to children only) and exits as it does (a signal
+        included); setsid gives the command a session of its own."""
+        return [
+            "unshare",
+            "--fork",
+            "--",
+            "env",
+            "-C",
+            cwd,
+            "setsid",
+            *argv,
+        ]
 
     async def spawn(
         self,
@@ -207,11 +638,30 @@ class SandboxNamespace:
         pass_fds: Sequence[int] = (),
         stdin: int | None = subprocess.DEVNULL,
     ) -> SandboxProcess:
-        """Start ``argv`` inside the namespace in its own session, with stdout/stderr pipes."""
-        proc = await spawn_in_own_session(
-            self.command(argv, cwd), cwd=str(self.state_dir), env=env, pass_fds=pass_fds, stdin=stdin
-        )
-        return SandboxProcess(proc)
+        """Start ``argv`` inside the namespaces, as the sandbox's user, in its own session
+        (and, where cgroups are available, its own pids cgroup), with stdout/stderr pipes."""
+        if self._enter is None:
+            raise RuntimeError("namespace not started")
+        group = self.cgroups.child() if self.cgroups is not None else None
+        order, root = self._enter
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command(argv, cwd),
+                cwd="/",
+                env=dict(env),
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(*pass_fds, *(fd for fd, _ in order), root),
+                start_new_session=True,
+                limit=1 << 20,
+                preexec_fn=self._preexec([group] if group else [], enter=True),
+            )
+        except BaseException:
+            if group is not None:
+                Cgroups.remove(group)
+            raise
+        return SandboxProcess(proc, group)
 
     def kill(self) -> None:
         """SIGKILL the init; the kernel then kills every process in the PID namespace."""
@@ -227,6 +677,13 @@ class SandboxNamespace:
                 logger.warning("bwrap %s did not exit after SIGKILL", self._bwrap.pid)
             if self._bwrap.stderr:
                 self._bwrap.stderr.close()
+        if self.cgroups is not None:
+            self.cgroups.destroy()
+        for fd in self._ns_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._ns_fds.clear()
+        self._enter = None
 
 
 async def spawn_in_own_session(
@@ -261,10 +718,13 @@ def _child_pids(pid: int) -> list[int]:
 
 
 class SandboxProcess:
-    """A process started through nsenter; its ``inner_pid`` is a host pid and its own pgid."""
+    """A process started through nsenter; its ``inner_pid`` is a host pid and its own pgid.
+    ``group`` is its own pids cgroup (None without cgroups): everything it starts, detached
+    or not, stays in it, so ``kill`` ends the whole tree."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, group: Path | None = None) -> None:
         self.proc = proc
+        self.group = group
         self._inner_pid: int | None = None
 
     @property
@@ -302,7 +762,10 @@ class SandboxProcess:
                 return False
 
     async def kill(self) -> None:
+        """SIGKILL the process, its group and (with a cgroup) every process it started."""
         await self.signal_group(signal.SIGKILL)
+        if self.group is not None:
+            await asyncio.to_thread(Cgroups.kill_all, self.group)
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
@@ -310,3 +773,6 @@ class SandboxProcess:
             await asyncio.wait_for(self.proc.wait(), 5)
         except TimeoutError:
             logger.warning("process %s did not exit after SIGKILL", self.proc.pid)
+        if self.group is not None:
+            group, self.group = self.group, None
+            await asyncio.to_thread(Cgroups.remove, group)

@@ -18,6 +18,7 @@ import re
 import secrets
 import shutil
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -200,6 +201,20 @@ async def _drain(stream: asyncio.StreamReader | None, label: str) -> None:
         logger.debug("%s: %s", label, chunk[:2000].decode(errors="replace").rstrip())
 
 
+_IPC_PORTS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}
+
+
+class _KernelClient(AsyncKernelClient):
+    """jupyter_client's client, connecting to fixed ZMQ URLs when given (``e2b_urls``)."""
+
+    e2b_urls: dict[str, str] | None = None
+
+    def _make_url(self, channel: str) -> str:
+        if self.e2b_urls is not None:
+            return self.e2b_urls[channel]
+        return super()._make_url(channel)
+
+
 class PythonKernel(Kernel):
     """A real ipykernel process, spoken to over ZMQ with jupyter_client."""
 
@@ -209,6 +224,8 @@ class PythonKernel(Kernel):
         super().__init__(namespace, cwd=cwd, env=env, kernel_id=kernel_id)
         self.client: AsyncKernelClient | None = None
         self.conn_file = namespace.state_dir / f"kernel-{kernel_id}.json"
+        self._socket_fds: list[int] = []
+        self._ipc_prefix = ""
 
     def alive(self) -> bool:
         # stop() drops the client before the process is reaped: a kernel being stopped is dead.
@@ -220,24 +237,41 @@ class PythonKernel(Kernel):
         return self.client
 
     async def start(self, timeout: float = 60.0) -> None:
-        write_connection_file(
-            str(self.conn_file),
-            ip="127.0.0.1",
-            transport="tcp",
-            key=secrets.token_hex(16).encode(),
-            kernel_name="python3",
-        )
+        deadline = time.monotonic() + timeout
+        # A sandbox with its own network namespace has its own loopback: the kernel listens
+        # on Unix sockets in a directory both sides see (the namespace's ``ipc_dir``); the
+        # Docker agent's container has no such directory and keeps TCP on its loopback.
+        ipc_dir: Path | None = getattr(self.namespace, "ipc_dir", None)
+        self._ipc_prefix = "k" + secrets.token_hex(8)  # fresh per start: a restart's old sockets linger
+        key = secrets.token_hex(16).encode()
+        if ipc_dir is None:
+            write_connection_file(
+                str(self.conn_file), ip="127.0.0.1", transport="tcp", key=key, kernel_name="python3"
+            )
+        else:
+            write_connection_file(
+                str(self.conn_file),
+                ip=f"{self.namespace.ipc_mount}/{self._ipc_prefix}",
+                transport="ipc",
+                key=key,
+                kernel_name="python3",
+                **{f"{channel}_port": port for channel, port in _IPC_PORTS.items()},
+            )
+            owner = getattr(self.namespace, "host_uid", None)
+            if owner is not None:  # the kernel runs as the sandbox's uid and must read it
+                os.chown(self.conn_file, owner, owner)
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", f"{STATE_MOUNT}/{self.conn_file.name}"]
         self.proc = await self.namespace.spawn(argv, cwd=self.cwd, env=self.env)
         self._drains = [
             asyncio.create_task(_drain(self.proc.proc.stdout, f"kernel {self.kernel_id} stdout")),
             asyncio.create_task(_drain(self.proc.proc.stderr, f"kernel {self.kernel_id} stderr")),
         ]
-        client = AsyncKernelClient()
+        client = _KernelClient()
         client.load_connection_file(str(self.conn_file))
+        if ipc_dir is not None:
+            client.e2b_urls = await self._ipc_urls(ipc_dir, deadline)
         client.start_channels(hb=False)
         self.client = client
-        deadline = time.monotonic() + timeout
         while True:
             # Ready = a kernel_info reply on shell AND its status on iopub: a ZMQ SUB socket
             # misses what is published before it has joined, including a cell's final "idle".
@@ -373,6 +407,53 @@ class PythonKernel(Kernel):
             self.client = None
         await super().stop()
         self.conn_file.unlink(missing_ok=True)
+        for fd in self._socket_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._socket_fds.clear()
+        ipc_dir: Path | None = getattr(self.namespace, "ipc_dir", None)
+        if ipc_dir is not None and self._ipc_prefix:
+            with contextlib.suppress(OSError):
+                dir_fd = os.open(ipc_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    for port in _IPC_PORTS.values():
+                        with contextlib.suppress(OSError):  # unlink never follows a link
+                            os.unlink(f"{self._ipc_prefix}-{port}", dir_fd=dir_fd)
+                finally:
+                    os.close(dir_fd)
+
+    async def _ipc_urls(self, ipc_dir: Path, deadline: float) -> dict[str, str]:
+        """Wait for the kernel's sockets and connect to them through descriptors.
+
+        The directory is the sandbox's to write: a socket could be swapped for a link to one
+        of the host's (the Docker socket...). So each one is opened ``O_PATH|O_NOFOLLOW``,
+        checked to be a socket of the sandbox's uid, and connected to as
+        ``/proc/self/fd/N``, which names that very inode, also on ZMQ's reconnects."""
+        dir_fd = os.open(ipc_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            urls: dict[str, str] = {}
+            for channel, port in _IPC_PORTS.items():
+                name = f"{self._ipc_prefix}-{port}"
+                while True:
+                    if self.proc is None or not self.proc.alive():
+                        raise KernelDied(f"python kernel exited during start-up ({self.exit_description()})")
+                    if time.monotonic() > deadline:
+                        raise KernelDied("python kernel did not become ready in time")
+                    try:
+                        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                    except FileNotFoundError:
+                        await asyncio.sleep(0.02)
+                        continue
+                    self._socket_fds.append(fd)
+                    st = os.fstat(fd)
+                    owner = getattr(self.namespace, "host_uid", st.st_uid)
+                    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != owner:
+                        raise KernelDied(f"the kernel's {channel} socket was replaced")
+                    urls[channel] = f"ipc:///proc/self/fd/{fd}"
+                    break
+            return urls
+        finally:
+            os.close(dir_fd)
 
 
 class MarkerKernel(Kernel):

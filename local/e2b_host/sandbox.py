@@ -16,7 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .isolation import SandboxNamespace, SandboxProcess
+from .isolation import (
+    IPC_DIR,
+    Cgroups,
+    Limits,
+    RuntimeBinds,
+    SandboxNamespace,
+    SandboxProcess,
+    mount_tmpfs,
+    unmount,
+)
 from .kernels import KERNEL_CLASSES, Kernel, KernelDied, OutputSink
 from .paths import DEFAULT_CWD, PathRefused, SandboxFS
 
@@ -48,6 +57,7 @@ class HostSettings:
     max_execution_s: float = 3600.0
     interrupt_grace_s: float = 5.0
     max_sandboxes: int = 200
+    limits: Limits = field(default_factory=Limits)
 
 
 class CodeContext:
@@ -125,6 +135,10 @@ class Sandbox:
     processes: dict[int, CommandRecord] = field(default_factory=dict)
     closed: bool = False
 
+    def gone(self) -> bool:
+        """Killed, expired, or its namespace's init died (then nothing in it can run)."""
+        return self.closed or self.end_at <= time.time() or not self.namespace.alive()
+
     def process_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         pybin = os.path.dirname(sys.executable)
         env = {
@@ -192,10 +206,9 @@ class Sandbox:
 
     def create_context(self, language: str, cwd: str) -> CodeContext:
         try:
-            vpath, host = self.fs.resolve(cwd)
+            vpath = self.fs.make_dirs(cwd)
         except PathRefused as exc:
             raise HostError(400, str(exc)) from None
-        host.mkdir(parents=True, exist_ok=True)
         return self._new_context(language, vpath)
 
     async def remove_context(self, context_id: str) -> None:
@@ -227,8 +240,22 @@ class SandboxRegistry:
         if base is not None:
             base.mkdir(parents=True, exist_ok=True)
         self.base_dir = Path(tempfile.mkdtemp(prefix="e2b-host-", dir=base))
+        # bwrap runs as each sandbox's uid and must traverse to its tree (whose tmpfs
+        # roots are 0700 and the sandbox's); nobody may list the base directory.
+        os.chmod(self.base_dir, 0o711)  # noqa: S103 - traverse only, no listing
+        self.runtime = RuntimeBinds(self.base_dir / "runtime")
         self._reaper: asyncio.Task[None] | None = None
         self._next_pid = 1000
+        self._uids: set[int] = set()
+
+    def _allocate_uid(self) -> int:
+        """A host uid no user and no other sandbox (of any host on this machine, with
+        overwhelming likelihood) has: RLIMIT_NPROC and file ownership are per sandbox."""
+        while True:
+            uid = 2_000_000 + secrets.randbelow(1_000_000_000)
+            if uid not in self._uids:
+                self._uids.add(uid)
+                return uid
 
     def next_pid(self) -> int:
         self._next_pid += 1
@@ -241,8 +268,11 @@ class SandboxRegistry:
         while True:
             await asyncio.sleep(0.25)
             now = time.time()
-            for sandbox in [s for s in self.sandboxes.values() if s.end_at <= now]:
-                logger.info("sandbox %s timed out; killing it", sandbox.sandbox_id)
+            for sandbox in [s for s in self.sandboxes.values() if s.end_at <= now or not s.namespace.alive()]:
+                if sandbox.end_at <= now:
+                    logger.info("sandbox %s timed out; killing it", sandbox.sandbox_id)
+                else:
+                    logger.warning("sandbox %s lost its init process; removing it", sandbox.sandbox_id)
                 try:
                     await self.kill(sandbox.sandbox_id)
                 except Exception:
@@ -250,7 +280,7 @@ class SandboxRegistry:
 
     def get(self, sandbox_id: str) -> Sandbox:
         sandbox = self.sandboxes.get(sandbox_id)
-        if sandbox is None or sandbox.closed or sandbox.end_at <= time.time():
+        if sandbox is None or sandbox.gone():
             raise HostError(404, f"sandbox {sandbox_id} not found")
         return sandbox
 
@@ -270,16 +300,42 @@ class SandboxRegistry:
             raise HostError(429, f"too many running sandboxes (limit {self.settings.max_sandboxes})")
         sandbox_id = "i" + secrets.token_hex(10)
         root = self.base_dir / sandbox_id
-        fs = SandboxFS(root / "fs")
-        fs.create_tree()
-        state = root / "state"
-        state.mkdir(parents=True)
-        namespace = SandboxNamespace(fs.root, state, hostname="e2b-" + sandbox_id[:8])
+        limits = self.settings.limits
+        uid = self._allocate_uid()
+        namespace = None
         try:
+            fs_root = root / "fs"
+            for rel in ("data", "tmp"):
+                (fs_root / rel).mkdir(parents=True)
+                size = limits.tmp_bytes if rel == "tmp" else limits.disk_bytes
+                if not mount_tmpfs(
+                    fs_root / rel, size=size, inodes=limits.inodes, uid=uid, gid=uid, noexec=rel == "tmp"
+                ):
+                    raise HostError(
+                        500, "cannot mount the sandbox's file systems (the host must run as root)"
+                    )
+            fs = SandboxFS(fs_root, uid=uid)
+            fs.create_tree()
+            state = root / "state"
+            (state / IPC_DIR).mkdir(parents=True)
+            os.chown(state / IPC_DIR, uid, uid)
+            namespace = SandboxNamespace(
+                fs_root,
+                state,
+                hostname="e2b-" + sandbox_id[:8],
+                host_uid=uid,
+                network=allow_internet_access,
+                limits=limits,
+                cgroups=Cgroups.create(f"e2b-{sandbox_id}", limits),
+                runtime=self.runtime.pairs,
+            )
             # On the event-loop thread on purpose: bwrap dies with the thread that forked it.
             namespace.start()
         except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
+            if namespace is not None:
+                namespace.kill()
+            self._remove_tree(root)
+            self._uids.discard(uid)
             raise
         now = time.time()
         sandbox = Sandbox(
@@ -333,21 +389,32 @@ class SandboxRegistry:
         for record in list(sandbox.processes.values()):
             await record.process.kill()
         sandbox.processes.clear()
-        await asyncio.to_thread(shutil.rmtree, sandbox.root, True)
+        sandbox.fs.close()
+        await asyncio.to_thread(self._remove_tree, sandbox.root)
+        self._uids.discard(sandbox.namespace.host_uid)
         logger.info("killed sandbox %s", sandbox_id)
         return True
+
+    @staticmethod
+    def _remove_tree(root: Path) -> None:
+        for rel in ("data", "tmp"):
+            unmount(root / "fs" / rel)
+        shutil.rmtree(root, ignore_errors=True)
 
     async def shutdown(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
         for sandbox_id in list(self.sandboxes):
             await self.kill(sandbox_id)
+        self.runtime.close()
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def kill_all_now(self) -> None:
         """Synchronous last resort (signal handlers, atexit)."""
         for sandbox in list(self.sandboxes.values()):
             sandbox.namespace.kill()
+            self._remove_tree(sandbox.root)
+        self.runtime.close()
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 

@@ -101,8 +101,9 @@ def test_commands_exit_codes_envs_cwd_and_root(shared_sandbox: Sandbox):
     with pytest.raises(CommandExitException) as info:
         shared_sandbox.commands.run("echo failing >&2; exit 3")
     assert info.value.exit_code == 3 and "failing" in info.value.stderr
-    root = shared_sandbox.commands.run("whoami; echo $HOME; pwd", user="root")
-    assert root.stdout.split() == ["root", "/root", "/root"]
+    # Nothing runs as root in a local sandbox: user="root" only picks root's HOME and cwd.
+    root = shared_sandbox.commands.run("whoami; id -u; echo $HOME; pwd", user="root")
+    assert root.stdout.split() == ["user", "1000", "/root", "/root"]
     handle = shared_sandbox.commands.run("sleep 30", background=True)
     assert handle.pid in [p.pid for p in shared_sandbox.commands.list()]
     assert shared_sandbox.commands.kill(handle.pid) is True
@@ -130,12 +131,14 @@ def test_kill_frees_every_process_and_removes_files(e2b_host):
     sbx.run_code(f"import subprocess; subprocess.run('setsid sleep {a} >/dev/null 2>&1 &', shell=True)")
     sbx.commands.run(f"setsid nohup sleep {b} >/dev/null 2>&1 &")
     sbx.files.write("/workspace/keep.txt", "data")
-    trees = glob.glob(os.path.join(tempfile.gettempdir(), "e2b-host-*", sbx.sandbox_id))
+    # The sandbox's tmpfs is mounted in the host's own mount namespace: look through its root.
+    host_root = f"/proc/{e2b_host.pid}/root"
+    trees = glob.glob(os.path.join(host_root + tempfile.gettempdir(), "e2b-host-*", sbx.sandbox_id))
     deadline = time.monotonic() + 5
     while not (_host_pids_with(a) and _host_pids_with(b)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _host_pids_with(a) and _host_pids_with(b), "the daemonized sleeps should be running"
-    assert len(trees) == 1 and os.path.exists(os.path.join(trees[0], "fs", "workspace", "keep.txt"))
+    assert len(trees) == 1 and os.path.exists(os.path.join(trees[0], "fs", "data", "workspace", "keep.txt"))
     assert sbx.kill() is True
     deadline = time.monotonic() + 5
     while (_host_pids_with(a) or _host_pids_with(b)) and time.monotonic() < deadline:
