@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from .asgi import ClientGone, Receive, Request, Send, send_bytes, send_empty, send_json
-from .kernels import LANGUAGE_ALIASES, OutputSink
+from .kernels import LANGUAGE_ALIASES, KernelDied, OutputSink
 from .paths import DEFAULT_CWD
 from .sandbox import CodeContext, HostError, HostSettings, Sandbox, run_in_context
 
@@ -126,11 +126,19 @@ class JupyterServer:
             disconnected.set()
             sink.queue.put_nowait(None)  # wake the writer at once
 
-        started = asyncio.Event()
+        starting, started = asyncio.Event(), asyncio.Event()
 
         async def run() -> None:
             try:
                 async with context.lock:
+                    # The kernel first: an interrupt sent while it starts would be lost and
+                    # the abandoned cell would run to its end.
+                    starting.set()
+                    try:
+                        await context.ensure_kernel()
+                    except KernelDied as exc:
+                        sink.error("KernelStartError", str(exc), "")
+                        return
                     started.set()
                     await run_in_context(context, code, env_vars, sink)
             except Exception as exc:
@@ -164,7 +172,7 @@ class JupyterServer:
                     if not timed_out and loop.time() > deadline:
                         timed_out = True
                         sink.error("TimeoutError", f"execution exceeded {self.settings.max_execution_s}s", "")
-                        await self._stop_run(context, runner, started)
+                        await self._stop_run(context, runner, starting, started)
                     continue
                 if event is None:
                     break
@@ -180,21 +188,38 @@ class JupyterServer:
             watcher.cancel()
             if not runner.done():
                 logger.info("client left during execution in sandbox %s; interrupting", sandbox.sandbox_id)
-                await self._stop_run(context, runner, started)
+                await self._stop_run(context, runner, starting, started)
 
     async def _stop_run(
-        self, context: CodeContext, runner: asyncio.Task[None], started: asyncio.Event
+        self,
+        context: CodeContext,
+        runner: asyncio.Task[None],
+        starting: asyncio.Event,
+        started: asyncio.Event,
     ) -> None:
         """Interrupt the cell; restart the kernel if it does not stop within the grace period."""
+        if starting.is_set() and not started.is_set():
+            # Cancelling now would lose the kernel being started: let it come up, then interrupt.
+            ready = asyncio.create_task(started.wait())
+            await asyncio.wait({runner, ready}, timeout=90, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            if runner.done():
+                return
         if not started.is_set():
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
             return
         kernel = context.kernel
+        done: set[asyncio.Task[None]] = set()
         if kernel is not None:
+            # Twice: a kernel still receiving the cell ignores an interrupt (it is idle).
             await kernel.interrupt()
-        done, _ = await asyncio.wait({runner}, timeout=self.settings.interrupt_grace_s)
+            done, _ = await asyncio.wait({runner}, timeout=0.5)
+            if not done:
+                await kernel.interrupt()
+        if not done:
+            done, _ = await asyncio.wait({runner}, timeout=self.settings.interrupt_grace_s)
         # Only the kernel that ran this cell: a client may have restarted the context meanwhile.
         if not done and kernel is not None and context.kernel is kernel:
             logger.warning("kernel of context %s ignored the interrupt; stopping it", context.id)
