@@ -2,7 +2,8 @@
 
 Python's `json.loads` alone is not safe for hostile input, and each trap here once gave a raw 500:
 - Nesting: the C scanner recurses, so `[[[[…` 100,000 deep raises RecursionError. The depth is
-  measured before parsing (strings removed, then brackets peeled), without recursion.
+  measured before parsing (strings removed, then brackets peeled), without recursion; the
+  number of objects and arrays is capped too (millions of `[]` cost seconds to build).
 - Numbers: `int()` refuses more than 4,300 digits with a ValueError; `1e999` silently becomes
   `inf`; `NaN`/`Infinity` are not JSON. Number literals are length-capped and parsed by us.
 - Bytes: API Gateway base64-encodes bodies it does not take for text; they must be UTF-8.
@@ -24,10 +25,13 @@ from typing import Any
 from sandbox_gateway.models.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
 
 MAX_DEPTH = 32
+MAX_CONTAINERS = 10_000  # objects and arrays in one body; no request needs more than a few dozen
 MAX_NUMBER_CHARS = 64
 ENVELOPE_BYTES = 64 * 1024  # field names, ids and options around the largest payload field
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# The closing quote is optional so an unterminated string is consumed in one match: were it
+# required, every later quote would start a new scan to the end (quadratic on hostile input).
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _EMPTY_PAIR = re.compile(r"\[\]|\{\}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -107,6 +111,8 @@ def _check_depth(text: str) -> None:
     # Outside strings a JSON text has no quotes, so removing whole strings first leaves its
     # structure; each pass removes the innermost empty pairs, one nesting level per pass.
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if len(brackets) > 2 * MAX_CONTAINERS:
+        raise InvalidJson(f"the request body holds more than {MAX_CONTAINERS} objects and arrays")
     for _ in range(MAX_DEPTH):
         if not brackets:
             return
