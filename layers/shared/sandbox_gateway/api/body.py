@@ -50,7 +50,7 @@ def parse_json_body(
         return None
     _require_json_media_type(content_type)
     text = _decoded_text(body, base64_encoded, max_bytes)
-    _check_depth(text)
+    _check_structure(text)
     try:
         value = json.loads(
             text,
@@ -61,7 +61,7 @@ def parse_json_body(
         )
     except json.JSONDecodeError as exc:
         raise InvalidJson(f"the request body is not valid JSON ({exc.msg} at position {exc.pos})") from None
-    except RecursionError:  # pragma: no cover - _check_depth bounds nesting first
+    except RecursionError:  # pragma: no cover - _check_structure bounds nesting first
         raise InvalidJson(f"the request body nests deeper than {MAX_DEPTH} levels") from None
     _refuse_surrogates(value)
     return value
@@ -107,18 +107,19 @@ def _decoded_text(body: str, base64_encoded: bool, max_bytes: int) -> str:
         raise InvalidJson("the request body is not valid UTF-8") from None
 
 
-def _check_depth(text: str) -> None:
+def _check_structure(text: str) -> None:
     # Outside strings a JSON text has no quotes, so removing whole strings first leaves its
     # structure; each pass removes the innermost empty pairs, one nesting level per pass.
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    remaining = brackets
+    for _ in range(MAX_DEPTH):
+        if not remaining:
+            break
+        remaining = _EMPTY_PAIR.sub("", remaining)
+    if remaining:
+        raise InvalidJson(f"the request body nests deeper than {MAX_DEPTH} levels (or is unbalanced)")
     if len(brackets) > 2 * MAX_CONTAINERS:
         raise InvalidJson(f"the request body holds more than {MAX_CONTAINERS} objects and arrays")
-    for _ in range(MAX_DEPTH):
-        if not brackets:
-            return
-        brackets = _EMPTY_PAIR.sub("", brackets)
-    if brackets:
-        raise InvalidJson(f"the request body nests deeper than {MAX_DEPTH} levels (or is unbalanced)")
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -150,7 +151,7 @@ def _refuse_constant(literal: str) -> Any:
 
 
 def _refuse_surrogates(value: Any) -> None:
-    # Depth is bounded by _check_depth, so this recursion is too.
+    # Depth is bounded by _check_structure, so this recursion is too.
     if isinstance(value, str):
         if _SURROGATE.search(value):
             raise InvalidJson("the request body holds a lone UTF-16 surrogate (\\ud800-\\udfff), not text")
