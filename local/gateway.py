@@ -313,6 +313,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         return int(status)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own answers (malformed request line, unknown method, huge headers), in our shape."""
+        try:
+            status = HTTPStatus(code)
+        except ValueError:
+            status = HTTPStatus.BAD_REQUEST
+        error_code = "method_not_implemented" if status == HTTPStatus.NOT_IMPLEMENTED else "bad_request"
+        self.close_connection = True
+        self._send_error(status, error_code, (message or status.phrase)[:200], {"Connection": "close"})
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request is logged by _serve
 
