@@ -60,7 +60,7 @@ _GONE_MESSAGE = "the session's sandbox no longer exists (it expired or was kille
 DEFAULT_OUTPUT_LIMIT_BYTES = 8 * 1024 * 1024
 # After an abandoned cell: how long an empty cell may wait for the kernel before the cell is
 # taken to ignore its interrupt and the context is restarted.
-BUSY_PROBE_SECONDS = 1.0
+BUSY_PROBE_SECONDS = 1.5
 
 
 class _OutputLimitReached(Exception):
