@@ -111,6 +111,18 @@ class ControlPlane:
             if not isinstance(template, str) or not template:
                 raise HostError(400, "'templateID' is required")
             allow = body.get("allow_internet_access", body.get("allowInternetAccess", True))
+            if allow is not None and not isinstance(allow, bool):
+                raise HostError(400, "'allow_internet_access' must be a boolean")
+            network = body.get("network")
+            if network is not None and not isinstance(network, dict):
+                raise HostError(400, "'network' must be an object")
+            # Denied, the sandbox gets a network namespace of its own with only its loopback;
+            # allowed, it shares the host's (which includes the host's loopback).
+            deny = (network or {}).get("denyOut") or []
+            if not isinstance(deny, list):
+                raise HostError(400, "'network.denyOut' must be a list")
+            if "0.0.0.0/0" in deny:  # what allow_internet_access=False means to E2B
+                allow = False
             sandbox = await self.registry.create(
                 template=template,
                 timeout=_timeout(body.get("timeout"), DEFAULT_CREATE_TIMEOUT_S) or DEFAULT_CREATE_TIMEOUT_S,

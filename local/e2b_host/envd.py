@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import gzip
 import logging
@@ -432,8 +433,9 @@ class ProcessService(Process):
             yield _event("end", end)
         finally:
             pumps.cancel()
-            if proc.alive():
+            if proc.alive():  # the client went away (a timeout) or the call failed
                 await proc.kill()
+            proc.release()
             sandbox.processes.pop(pid, None)
 
     async def list(self, request: process_pb.ListRequest, ctx: Any) -> process_pb.ListResponse:
@@ -466,8 +468,10 @@ class ProcessService(Process):
     ) -> process_pb.SendSignalResponse:
         sandbox = _sandbox_for(self.registry, ctx)
         record = self._record(sandbox, request.process)
-        signum = signal.SIGTERM if request.signal == process_pb.Signal.SIGTERM else signal.SIGKILL
-        await record.process.signal_group(signum)
+        if request.signal == process_pb.Signal.SIGTERM:
+            await record.process.signal_tree(signal.SIGTERM)
+        else:  # SIGKILL: the command and everything it started, setsid children included
+            await record.process.kill()
         return process_pb.SendSignalResponse()
 
     async def send_input(
@@ -497,6 +501,36 @@ class ProcessService(Process):
         return process_pb.CloseStdinResponse()
 
 
+async def _cancel_on_disconnect(app: Any, scope: Any, receive: Any, send: Send) -> None:
+    """Run a streaming call and cancel it when its client goes away (the SDK's command
+    ``timeout`` closes the connection): ``Start``'s cleanup then kills the command's tree."""
+    messages: asyncio.Queue[Any] = asyncio.Queue()
+    gone = asyncio.Event()
+
+    async def pump() -> None:
+        while True:
+            message = await receive()
+            messages.put_nowait(message)
+            if message["type"] == "http.disconnect":
+                gone.set()
+                return
+
+    call = asyncio.create_task(app(scope, messages.get, send))
+    reader = asyncio.create_task(pump())
+    watcher = asyncio.create_task(gone.wait())
+    try:
+        await asyncio.wait({call, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not call.done():
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
+        else:
+            call.result()
+    finally:
+        reader.cancel()
+        watcher.cancel()
+
+
 class Envd:
     def __init__(self, registry: SandboxRegistry, output_limit: int) -> None:
         self.filesystem = FilesystemASGIApplication(FilesystemService(registry))
@@ -506,6 +540,8 @@ class Envd:
         path = request.path
         if path.startswith(self.filesystem.path + "/"):
             await self.filesystem(scope, receive, send)
+        elif path == self.process.path + "/Start":
+            await _cancel_on_disconnect(self.process, scope, receive, send)
         elif path.startswith(self.process.path + "/"):
             await self.process(scope, receive, send)
         elif path == "/health":

@@ -761,6 +761,26 @@ class SandboxProcess:
             except ProcessLookupError:
                 return False
 
+    def release(self) -> None:
+        """Drop the process's cgroup if nothing is left in it (what it daemonized lives on
+        until the sandbox dies, as on E2B)."""
+        if self.group is not None and self.proc.returncode is not None:
+            with contextlib.suppress(OSError):
+                self.group.rmdir()  # fails while processes remain in it
+                self.group = None
+
+    async def signal_tree(self, signum: int) -> None:
+        """``signum`` to the process's group and (with a cgroup) every process it started."""
+        await self.signal_group(signum)
+        if self.group is not None:
+            try:
+                pids = [int(p) for p in (self.group / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+
     async def kill(self) -> None:
         """SIGKILL the process, its group and (with a cgroup) every process it started."""
         await self.signal_group(signal.SIGKILL)

@@ -243,6 +243,8 @@ class PythonKernel(Kernel):
         # Docker agent's container has no such directory and keeps TCP on its loopback.
         ipc_dir: Path | None = getattr(self.namespace, "ipc_dir", None)
         self._ipc_prefix = "k" + secrets.token_hex(8)  # fresh per start: a restart's old sockets linger
+        # Fresh per start too: a kernel being stopped (same context) unlinks its own file.
+        self.conn_file = self.namespace.state_dir / f"kernel-{self.kernel_id}-{self._ipc_prefix}.json"
         key = secrets.token_hex(16).encode()
         if ipc_dir is None:
             write_connection_file(

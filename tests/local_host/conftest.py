@@ -36,6 +36,30 @@ def e2b_host() -> Iterator[HostInfo]:
         yield host
 
 
+# Small limits for the exploit tests that exhaust them (a host of their own, started once).
+LIMITED_HOST_ARGS = {
+    "--memory-mb": 256,
+    "--pids": 128,
+    "--disk-mb": 32,
+    "--tmp-mb": 16,
+    "--inodes": 2000,
+}
+
+
+@pytest.fixture(scope="session")
+def limited_host(e2b_host: HostInfo) -> Iterator[HostInfo]:
+    """A second local host with small per-sandbox limits; use it inside ``sdk_environment``."""
+    args = [str(part) for item in LIMITED_HOST_ARGS.items() for part in item]
+    with running_host(extra_args=args) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def limited_args() -> dict[str, int]:
+    """The per-sandbox limits of ``limited_host`` (MiB for sizes)."""
+    return dict(LIMITED_HOST_ARGS)
+
+
 @pytest.fixture(scope="session")
 def output_limit_bytes() -> int:
     return OUTPUT_LIMIT_MB * 1024 * 1024
