@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 
-from local.stack import running_stack
+from local.stack import REAPER_INTERVAL_SECONDS, running_stack
 from local.template import ROOT
 
 BANNER = """
@@ -23,6 +23,7 @@ Sandbox Gateway is running at {url}  (sandboxes: {backend})
        -d '{{"session_id": "<session_id>", "code": "x = 21\\nprint(x * 2)", "language": "python"}}'
 
 Docker provider: {docker}
+Reaper: every {reaper:g} s, expired sessions end and their sandboxes are killed
 Function logs (JSON) and metrics (EMF): {log}
 Ctrl-C stops everything.
 """
@@ -55,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         help="first make sure a Docker engine runs and the sandbox image exists (docker-* environments)",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="worker processes per function")
+    parser.add_argument(
+        "--reaper-interval",
+        type=float,
+        default=REAPER_INTERVAL_SECONDS,
+        help="seconds between reaper runs (expired sessions and their sandboxes; 0 turns it off)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every call
@@ -64,12 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with running_stack(
-        host=args.host, port=args.port, provider=args.provider, concurrency=args.concurrency
+        host=args.host,
+        port=args.port,
+        provider=args.provider,
+        concurrency=args.concurrency,
+        reaper_interval_seconds=args.reaper_interval,
     ) as stack:
         backend = f"local E2B-compatible host at {stack.e2b_url}" if stack.e2b_url else "E2B cloud"
         docker = docker_status()
         print(
-            BANNER.format(url=stack.url, backend=backend, docker=docker, log=stack.function_log), flush=True
+            BANNER.format(
+                url=stack.url,
+                backend=backend,
+                docker=docker,
+                log=stack.function_log,
+                reaper=args.reaper_interval,
+            ),
+            flush=True,
         )
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,12 +22,21 @@ from sandbox_gateway.config import Settings
 from sandbox_gateway.models.errors import DomainError
 
 from local.e2b_host.testing import running_host
-from local.gateway import Gateway, serve
-from local.template import ROOT, function_environment, sessions_table_definition
+from local.gateway import FunctionPools, Gateway, serve
+from local.template import (
+    ROOT,
+    ScheduledFunction,
+    function_environment,
+    scheduled_functions,
+    sessions_table_definition,
+)
 
 logger = logging.getLogger("local.stack")
 
 TABLE_NAME = "sandbox-gateway-sessions-local"
+# The deployed reaper runs every minute; locally it runs more often, so an expired session's
+# sandbox is gone well within a minute (template.yaml's ReaperFunction, same handler).
+REAPER_INTERVAL_SECONDS = 20.0
 _FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -43,6 +53,7 @@ class Stack:
     e2b_url: str | None
     gateway: Gateway
     function_log: str  # the functions' stdout: JSON logs and EMF metrics, as CloudWatch would get
+    scheduler: Scheduler  # runs the reaper every REAPER_INTERVAL_SECONDS
 
 
 def free_port() -> int:
@@ -107,9 +118,64 @@ def sandbox_backend(provider: str) -> Iterator[tuple[dict[str, str], str | None]
         yield dict(host.env), host.url
 
 
+class Scheduler:
+    """Runs template.yaml's scheduled functions (the reaper) in the gateway's worker pools, as
+    EventBridge would, every `interval_seconds` instead of their own rate."""
+
+    def __init__(
+        self, pools: FunctionPools, functions: list[ScheduledFunction], interval_seconds: float
+    ) -> None:
+        self._pools = pools
+        self._functions = functions
+        self._interval = interval_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self.runs = 0
+
+    def start(self) -> Scheduler:
+        if self._functions and self._interval > 0:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)  # a run in flight ends with the worker pools
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            for function in self._functions:
+                try:
+                    self._pools.invoke(function.as_route(), scheduled_event(function))
+                except Exception:
+                    # A failed run is retried at the next tick, as EventBridge's next event would.
+                    logger.exception("scheduled function %s failed", function.function)
+            self.runs += 1
+
+
+def scheduled_event(function: ScheduledFunction) -> dict[str, object]:
+    now = time.gmtime()
+    return {
+        "version": "0",
+        "id": secrets.token_hex(16),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", now),
+        "region": _FAKE_AWS["AWS_REGION"],
+        "resources": [f"arn:aws:events:local:000000000000:rule/{function.function}"],
+        "detail": {},
+    }
+
+
 @contextlib.contextmanager
 def running_stack(
-    *, host: str = "127.0.0.1", port: int = 0, provider: str = "local", concurrency: int = 8
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    provider: str = "local",
+    concurrency: int = 8,
+    reaper_interval_seconds: float = REAPER_INTERVAL_SECONDS,
 ) -> Iterator[Stack]:
     docker_owner = f"stack-{secrets.token_hex(4)}"
     with dynamodb_server() as dynamodb_url, sandbox_backend(provider) as (sandbox_env, e2b_url):
@@ -129,19 +195,35 @@ def running_stack(
         handle, log_path = tempfile.mkstemp(prefix="sandbox-gateway-functions-", suffix=".log")
         os.close(handle)
         gateway = serve(host, port, environment, concurrency, log_path)
+        scheduler = Scheduler(gateway.pools, scheduled_functions(), reaper_interval_seconds).start()
         try:
-            yield Stack(gateway.url, provider, dynamodb_url, e2b_url, gateway, log_path)
+            yield Stack(gateway.url, provider, dynamodb_url, e2b_url, gateway, log_path, scheduler)
         finally:
+            scheduler.stop()
             gateway.shutdown()
             gateway.pools.shutdown()
             _remove_docker_sandboxes(docker_owner)
 
 
-def _remove_docker_sandboxes(owner: str) -> None:
-    """Sessions die with this stack's in-memory DynamoDB: so do their containers."""
-    try:
-        removed = DockerSandboxProvider(Settings(docker_owner=owner)).reap(everything=True)
-    except DomainError:
-        return  # no engine: nothing was started on it
-    if removed:
-        logger.info("removed %d Docker sandbox(es) of this stack", len(removed))
+def _remove_docker_sandboxes(owner: str, budget_seconds: float = 15.0) -> None:
+    """Sessions die with this stack's in-memory DynamoDB: so do their containers.
+
+    Bounded: an engine that hangs on one stuck container (it can take a minute to answer) must
+    not hold up the stack's exit; `make reap` finishes the job later.
+    """
+
+    def remove() -> None:
+        try:
+            removed = DockerSandboxProvider(Settings(docker_owner=owner)).reap(everything=True)
+        except DomainError:
+            return  # no engine: nothing was started on it
+        if removed:
+            logger.info("removed %d Docker sandbox(es) of this stack", len(removed))
+
+    worker = threading.Thread(target=remove, name="remove-docker-sandboxes", daemon=True)
+    worker.start()
+    worker.join(budget_seconds)
+    if worker.is_alive():
+        logger.warning(
+            "the Docker engine did not answer in %.0f s; `make reap` removes what is left", budget_seconds
+        )

@@ -1,4 +1,5 @@
-"""Reads template.yaml: the HTTP API routes, the functions behind them and the sessions table.
+"""Reads template.yaml: the HTTP API routes, the functions behind them, the scheduled functions
+and the sessions table.
 
 The local gateway and the tests take all of this from the template itself, so they cannot
 drift from what `sam deploy` creates.
@@ -102,4 +103,42 @@ def function_environment(template: dict[str, Any] | None = None) -> dict[str, st
 
 def sessions_table_definition(template: dict[str, Any] | None = None) -> dict[str, Any]:
     props = (template or load_template())["Resources"]["SessionsTable"]["Properties"]
-    return {key: props[key] for key in ("AttributeDefinitions", "KeySchema", "BillingMode")}
+    keys = ("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")
+    return {key: props[key] for key in keys if key in props}
+
+
+@dataclass(frozen=True)
+class ScheduledFunction:
+    """A function with a Schedule event (e.g. the reaper): the local stack runs it itself."""
+
+    function: str  # logical id
+    code_dir: Path
+    handler: str
+    timeout_seconds: int
+    schedule: str  # rate(1 minute), cron(...)
+
+    def as_route(self) -> Route:
+        """The local gateway's worker pools invoke functions by Route."""
+        return Route("SCHEDULE", "", self.function, self.code_dir, self.handler, self.timeout_seconds)
+
+
+def scheduled_functions(template: dict[str, Any] | None = None) -> list[ScheduledFunction]:
+    template = template or load_template()
+    global_timeout = int(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
+    found = []
+    for name, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") == "Schedule":
+                found.append(
+                    ScheduledFunction(
+                        function=name,
+                        code_dir=ROOT / props["CodeUri"],
+                        handler=props["Handler"],
+                        timeout_seconds=int(props.get("Timeout", global_timeout)),
+                        schedule=str(event["Properties"]["Schedule"]),
+                    )
+                )
+    return found

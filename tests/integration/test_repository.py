@@ -139,3 +139,40 @@ def test_list_rejects_tokens_it_did_not_issue(repository: DynamoDBSessionReposit
         return
     with pytest.raises(InvalidPageToken):
         repository.list("t1", 2, token)
+
+
+def test_expired_live_sessions_of_every_tenant_are_listed_oldest_first(
+    repository: DynamoDBSessionRepository,
+) -> None:
+    old = active(repository, make_session("t1", lifetime=60))
+    older = make_session("t2", lifetime=30)
+    repository.put_new(older)  # still creating: a crash between put and sandbox
+    later = active(repository, make_session("t3", lifetime=600))
+
+    found = repository.list_expired(NOW + 100, 10)
+
+    assert [s.session_id for s in found] == [older.session_id, old.session_id]
+    assert later.session_id not in {s.session_id for s in repository.list_expired(NOW + 599, 10)}
+    assert len(repository.list_expired(NOW + 600, 1)) == 1  # bounded per run
+
+
+def test_ended_sessions_leave_the_live_index(repository: DynamoDBSessionRepository) -> None:
+    closed = active(repository, make_session("t1", lifetime=60))
+    failed = active(repository, make_session("t1", lifetime=60))
+    assert repository.close(closed, NOW + 1) is not None
+    assert repository.mark_failed(failed, "sandbox_gone", NOW + 1) is not None
+
+    assert repository.list_expired(NOW + 1000, 10) == []
+
+
+def test_expire_only_once_past_expiry_and_only_while_live(repository: DynamoDBSessionRepository) -> None:
+    session = active(repository, make_session("t1", lifetime=60))
+
+    assert repository.expire(session, NOW + 59) is None  # not yet
+    extended = repository.extend(session, NOW + 600, NOW + 59)
+    assert extended is not None
+    assert repository.expire(session, NOW + 61) is None  # kept alive meanwhile
+    expired = repository.expire(session, NOW + 600)
+    assert expired is not None and expired.status == SessionStatus.EXPIRED
+    assert repository.expire(session, NOW + 700) is None  # once
+    assert repository.list_expired(NOW + 1000, 10) == []

@@ -10,7 +10,13 @@ from cfnlint.api import lint_all
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from local.template import TEMPLATE, http_api_routes, load_template
+from local.template import (
+    TEMPLATE,
+    http_api_routes,
+    load_template,
+    scheduled_functions,
+    sessions_table_definition,
+)
 from tests.support.handlers import load_handler_module
 
 EXPECTED_ROUTES = {
@@ -68,7 +74,7 @@ def test_translated_routes_integrate_with_their_functions(translated: dict[str, 
 
 def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:
     roles = [r for r in translated["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
-    assert len(roles) == 3
+    assert len(roles) == 4  # sessions, execute, files, reaper
     for role in roles:
         statements = [
             s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]
@@ -93,6 +99,29 @@ def test_functions_answer_before_api_gateway_gives_up() -> None:
     assert template["Globals"]["Function"]["Tracing"] == "Active"
 
 
-@pytest.mark.parametrize("function", ["sessions", "execute", "files"])
+@pytest.mark.parametrize("function", ["sessions", "execute", "files", "reaper"])
 def test_each_handler_module_exposes_lambda_handler(function: str) -> None:
     assert callable(load_handler_module(function).lambda_handler)
+
+
+def test_the_reaper_runs_every_minute_off_the_api(translated: dict[str, Any]) -> None:
+    (reaper,) = scheduled_functions()
+    assert (reaper.function, reaper.schedule) == ("ReaperFunction", "rate(1 minute)")
+    assert 30 <= reaper.timeout_seconds < 60  # done before the next run starts
+    rules = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    assert [r["Properties"]["ScheduleExpression"] for r in rules] == ["rate(1 minute)"]
+    assert "ReaperFunction" in json.dumps(rules[0]["Properties"]["Targets"])
+    # No route reaches it; the local gateway still builds the API's routes alone.
+    assert "ReaperFunction" not in {route.function for route in http_api_routes()}
+
+
+def test_the_live_session_index_is_sparse_and_keyed_by_expiry() -> None:
+    definition = sessions_table_definition()
+    (index,) = definition["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "LiveByExpiry"
+    assert index["KeySchema"] == [
+        {"AttributeName": "live_shard", "KeyType": "HASH"},
+        {"AttributeName": "expires_at", "KeyType": "RANGE"},
+    ]
+    types = {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]}
+    assert types["live_shard"] == "S" and types["expires_at"] == "N"

@@ -32,6 +32,7 @@ class FakeSandboxProvider:
         # Failure switches: the next call of that kind raises the given domain error.
         self.fail_create: DomainError | None = None
         self.fail_next_call: DomainError | None = None
+        self.fail_kill: DomainError | None = None
         self.next_outcome: ExecutionOutcome | None = None
         # Runs inside create, e.g. to send a second request while the first is in flight.
         self.during_create: Callable[[], None] | None = None
@@ -103,6 +104,9 @@ class FakeSandboxProvider:
         self._live(ref).timeout_seconds = timeout_seconds
 
     def kill(self, sandbox_id: str) -> None:
+        if self.fail_kill is not None:
+            error, self.fail_kill = self.fail_kill, None
+            raise error
         self.killed.append(sandbox_id)
         self.sandboxes.pop(sandbox_id, None)
         if self.during_kill is not None:

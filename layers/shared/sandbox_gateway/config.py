@@ -48,6 +48,8 @@ class Settings(BaseModel):
     docker_pids_limit: int = Field(default=256, ge=16)
     docker_workspace_mb: int = Field(default=256, ge=1)
     docker_output_limit_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # The reaper (scheduled function; a thread in the local stack): sessions per run.
+    reaper_batch_size: int = Field(default=200, ge=1, le=1000)
     custom_environments: tuple[Environment, ...] = ()
 
     @field_validator("allowed_roots", mode="before")

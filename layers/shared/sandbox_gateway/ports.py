@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -86,6 +87,14 @@ class SessionRepository(Protocol):
 
     def extend(self, session: Session, expires_at: int, now: int) -> Session | None:
         """Move expires_at forward, only while active and unexpired."""
+        ...
+
+    def expire(self, session: Session, now: int) -> Session | None:
+        """creating|active → expired, only once past expiry."""
+        ...
+
+    def list_expired(self, now: int, limit: int) -> builtins.list[Session]:
+        """Live (creating|active) sessions of every tenant whose expiry has passed, at most `limit`."""
         ...
 
     def acquire_lease(self, session: Session, lease_id: str, until: int, now: int) -> bool: ...

@@ -18,6 +18,7 @@ from sandbox_gateway.models.errors import ProviderNotAllowed, ProviderUnavailabl
 from sandbox_gateway.ports import SandboxProvider, SessionRepository
 from sandbox_gateway.services.executions import ExecutionService
 from sandbox_gateway.services.files import FileService
+from sandbox_gateway.services.reaper import OrphanSweep, ReaperService, StillLive
 from sandbox_gateway.services.sessions import SessionService
 
 _overrides: dict[object, object] = {}
@@ -95,6 +96,21 @@ def file_service() -> FileService:
     return FileService(session_service(), get_settings())
 
 
+@cache
+def reaper_service() -> ReaperService:
+    settings = get_settings()
+    sweeps: list[OrphanSweep] = []
+    if Provider.DOCKER in enabled_providers(settings) and Provider.DOCKER not in _overrides:
+        # Containers whose sessions the store no longer knows as live (labels cannot change).
+        def docker_sweep(still_live: StillLive) -> int:
+            return len(docker_provider().reap(still_live))
+
+        sweeps.append(docker_sweep)
+    return ReaperService(
+        session_repository(), provider_for, batch_size=settings.reaper_batch_size, orphan_sweeps=sweeps
+    )
+
+
 def override(key: object, value: object) -> None:
     """Tests: use `value` for a provider (by Provider) or for "repository"."""
     _overrides[key] = value
@@ -115,5 +131,6 @@ def reset(*, keep_overrides: bool = False) -> None:
         session_service,
         execution_service,
         file_service,
+        reaper_service,
     ):
         factory.cache_clear()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
+import hashlib
 import json
 from typing import Any
 
@@ -18,6 +20,18 @@ from sandbox_gateway.ports import SessionPage
 # then DynamoDB's TTL removes them (TTL itself may run a day or two late).
 RETENTION_SECONDS = 7 * 24 * 3600
 _LIVE = (SessionStatus.CREATING.value, SessionStatus.ACTIVE.value)
+# A sparse index of the sessions that are still live (creating, active), by expiry: the reaper
+# finds every tenant's expired sessions with a few queries instead of a scan. The attribute
+# exists only while a session is live (every write that ends one removes it), so ended
+# sessions and idempotency records never enter the index. Spread over a few partitions so no
+# single one takes every session's writes.
+LIVE_INDEX = "LiveByExpiry"
+LIVE_SHARD_ATTRIBUTE = "live_shard"
+LIVE_SHARDS = 8
+
+
+def live_shard(session_id: str) -> str:
+    return str(int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big") % LIVE_SHARDS)
 
 
 def _pk(tenant_id: str) -> str:
@@ -84,7 +98,8 @@ class DynamoDBSessionRepository:
     def mark_failed(self, session: Session, reason: str, now: int) -> Session | None:
         return self._update(
             session,
-            "SET #status = :failed, failure_reason = :reason, updated_at = :now REMOVE lease_id, lease_until",
+            "SET #status = :failed, failure_reason = :reason, updated_at = :now "
+            "REMOVE lease_id, lease_until, live_shard",
             "#status IN (:creating, :active)",
             {
                 ":failed": SessionStatus.FAILED.value,
@@ -102,13 +117,46 @@ class DynamoDBSessionRepository:
         ):
             updated = self._update(
                 session,
-                "SET #status = :final, closed_at = :now, updated_at = :now REMOVE lease_id, lease_until",
+                "SET #status = :final, closed_at = :now, updated_at = :now "
+                "REMOVE lease_id, lease_until, live_shard",
                 f"#status IN (:creating, :active) AND {clock_condition}",
                 {":final": final.value, ":now": now, ":creating": _LIVE[0], ":active": _LIVE[1]},
             )
             if updated is not None:
                 return updated
         return None
+
+    def expire(self, session: Session, now: int) -> Session | None:
+        """creating|active → expired, only once past expiry (a keep-alive may have moved it)."""
+        return self._update(
+            session,
+            "SET #status = :expired, closed_at = :now, updated_at = :now "
+            "REMOVE lease_id, lease_until, live_shard",
+            "#status IN (:creating, :active) AND expires_at <= :now",
+            {
+                ":expired": SessionStatus.EXPIRED.value,
+                ":now": now,
+                ":creating": _LIVE[0],
+                ":active": _LIVE[1],
+            },
+        )
+
+    def list_expired(self, now: int, limit: int) -> builtins.list[Session]:
+        """Up to `limit` live sessions of any tenant whose expiry has passed, oldest first."""
+        found: builtins.list[Session] = []
+        for shard in range(LIVE_SHARDS):
+            if len(found) >= limit:
+                break
+            response = self._call(
+                self._table.query,
+                IndexName=LIVE_INDEX,
+                KeyConditionExpression="live_shard = :shard AND expires_at <= :now",
+                ExpressionAttributeValues={":shard": str(shard), ":now": now},
+                Limit=limit - len(found),
+            )
+            # The index is eventually consistent: the reaper's writes re-check everything.
+            found.extend(_to_session(item) for item in response.get("Items", []))
+        return sorted(found, key=lambda s: s.expires_at)
 
     def extend(self, session: Session, expires_at: int, now: int) -> Session | None:
         return self._update(
@@ -201,6 +249,8 @@ def _to_item(session: Session) -> dict[str, Any]:
         value = getattr(session, optional)
         if value is not None:
             item[optional] = value
+    if session.status.value in _LIVE:
+        item[LIVE_SHARD_ATTRIBUTE] = live_shard(session.session_id)
     return item
 
 
