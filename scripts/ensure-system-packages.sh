@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # The Debian packages the local E2B-compatible host needs: bubblewrap (per-sandbox namespaces)
-# and nodejs (the JavaScript kernel). Installs them as root; otherwise says what is missing.
+# and nodejs (the JavaScript kernel), plus util-linux's unshare/setsid. Installs them as root;
+# otherwise says what is missing. The host runs each sandbox's bwrap as an unprivileged uid, so
+# the kernel must allow unprivileged user namespaces: on Ubuntu >= 23.10 AppArmor forbids them
+# unless kernel.apparmor_restrict_unprivileged_userns=0 (set here when running as root).
 set -euo pipefail
+
+restrict=/proc/sys/kernel/apparmor_restrict_unprivileged_userns
+if [ -r "$restrict" ] && [ "$(cat "$restrict")" != "0" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "allowing unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=0)"
+    echo 0 >"$restrict"
+  else
+    echo "the local E2B-compatible host needs unprivileged user namespaces:" >&2
+    echo "  sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" >&2
+  fi
+fi
 
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+{ command -v unshare && command -v setsid; } >/dev/null 2>&1 || missing+=(util-linux)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -21,8 +21,12 @@ OUTPUT_LIMIT_MB = 1
 def _host_usable() -> str | None:
     if sys.platform != "linux":
         return "the local E2B host needs Linux namespaces"
-    missing = [tool for tool in ("bwrap", "nsenter", "node") if shutil.which(tool) is None]
-    return f"missing host tools: {', '.join(missing)}" if missing else None
+    missing = [tool for tool in ("bwrap", "unshare", "setsid", "node") if shutil.which(tool) is None]
+    if missing:
+        return f"missing host tools: {', '.join(missing)}"
+    if os.geteuid() != 0:
+        return "the local E2B host runs as root (it mounts each sandbox's tmpfs and makes its cgroups)"
+    return None
 
 
 @pytest.fixture(scope="session")
