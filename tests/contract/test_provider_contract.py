@@ -20,7 +20,7 @@ from sandbox_gateway.models.execution import CodeRun, ExecutionStatus
 from sandbox_gateway.models.files import FileType
 from sandbox_gateway.ports import SandboxProvider, SandboxRef, SandboxSpec
 
-from tests.contract.conftest import SandboxFactory, environment
+from tests.contract.conftest import SandboxFactory, environment, raises_exactly
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 PNG_1X1 = base64.b64decode(
@@ -34,6 +34,7 @@ def run(provider: SandboxProvider, ref: SandboxRef, code: str, language: Languag
     )
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_code_runs_in_the_workspace(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     ref = new_sandbox()
     outcome = run(provider, ref, "import os\nprint(os.getcwd())")
@@ -41,6 +42,7 @@ def test_code_runs_in_the_workspace(provider: SandboxProvider, new_sandbox: Sand
     assert outcome.stdout == "/workspace\n"
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_state_persists_between_executions(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     ref = new_sandbox()
     first = run(provider, ref, "x = 21\nimport math")
@@ -50,12 +52,14 @@ def test_state_persists_between_executions(provider: SandboxProvider, new_sandbo
     assert second.execution_count == first.execution_count + 1
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_last_expression_is_the_main_result(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     outcome = run(provider, new_sandbox(), "6 * 7")
     (result,) = outcome.results
     assert result.is_main_result and result.formats["text"] == "42"
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_user_errors_come_back_with_name_value_and_traceback(
     provider: SandboxProvider, new_sandbox: SandboxFactory
 ) -> None:
@@ -68,11 +72,13 @@ def test_user_errors_come_back_with_name_value_and_traceback(
     assert run(provider, ref, "print('recovered')").stdout == "recovered\n"
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_stdout_and_stderr_are_separate(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     outcome = run(provider, new_sandbox(), "import sys\nprint('out')\nprint('err', file=sys.stderr)")
     assert outcome.stdout == "out\n" and outcome.stderr == "err\n"
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_display_data_carries_a_png(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     png = base64.b64encode(PNG_1X1).decode()
     code = (
@@ -84,6 +90,7 @@ def test_display_data_carries_a_png(provider: SandboxProvider, new_sandbox: Sand
     assert [base64.b64decode(p) for p in pngs] == [PNG_1X1]
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_javascript_keeps_state(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     ref = new_sandbox("node")
     run(provider, ref, "let total = 40;", Language.JAVASCRIPT)
@@ -91,6 +98,7 @@ def test_javascript_keeps_state(provider: SandboxProvider, new_sandbox: SandboxF
     assert outcome.stdout == "42\n"
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_bash_keeps_state_and_runs_in_the_workspace(
     provider: SandboxProvider, new_sandbox: SandboxFactory
 ) -> None:
@@ -100,6 +108,7 @@ def test_bash_keeps_state_and_runs_in_the_workspace(
     assert outcome.stdout == "hi from /workspace\n"
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_one_sandbox_runs_every_language_of_its_environment(
     provider: SandboxProvider, new_sandbox: SandboxFactory
 ) -> None:
@@ -108,6 +117,7 @@ def test_one_sandbox_runs_every_language_of_its_environment(
     assert run(provider, ref, "cat shared.txt", Language.BASH).stdout == "from python"
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_envs_reach_the_code(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     ref = new_sandbox(envs={"SESSION_LEVEL": "s"})
     outcome = run(
@@ -119,6 +129,7 @@ def test_envs_reach_the_code(provider: SandboxProvider, new_sandbox: SandboxFact
     assert outcome.stdout == "c s\n"
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_timeout_stops_the_code_and_the_session_survives(
     provider: SandboxProvider, new_sandbox: SandboxFactory
 ) -> None:
@@ -132,6 +143,7 @@ def test_timeout_stops_the_code_and_the_session_survives(
     assert after.stdout == "yes\n"
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_timeout_returns_what_was_printed_so_far(
     provider: SandboxProvider, new_sandbox: SandboxFactory
 ) -> None:
@@ -155,6 +167,7 @@ def test_binary_file_round_trip(provider: SandboxProvider, new_sandbox: SandboxF
     assert entries["blob.bin"].type == FileType.FILE and entries["blob.bin"].size == len(data)
 
 
+@pytest.mark.usefixtures("runs_code")
 def test_code_and_files_api_see_the_same_workspace(
     provider: SandboxProvider, new_sandbox: SandboxFactory
 ) -> None:
@@ -167,18 +180,19 @@ def test_code_and_files_api_see_the_same_workspace(
 
 def test_listing_shows_directories(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     ref = new_sandbox()
-    run(provider, ref, "import os\nos.makedirs('sub/dir', exist_ok=True)")
+    provider.write_file(ref, "/workspace/sub/dir/leaf.txt", b"x")
     entries = {e.name: e.type for e in provider.list_files(ref, "/workspace")}
     assert entries["sub"] == FileType.DIRECTORY
+    assert {e.name: e.type for e in provider.list_files(ref, "/workspace/sub")} == {"dir": FileType.DIRECTORY}
 
 
 def test_delete_then_read_is_file_not_found(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     ref = new_sandbox()
     provider.write_file(ref, "/workspace/gone.txt", b"x")
     provider.delete_file(ref, "/workspace/gone.txt")
-    with pytest.raises(FileNotFound):
+    with raises_exactly(FileNotFound, "file_not_found"):
         provider.read_file(ref, "/workspace/gone.txt", 1000)
-    with pytest.raises(FileNotFound):
+    with raises_exactly(FileNotFound, "file_not_found"):
         provider.list_files(ref, "/workspace/no-such-dir")
 
 
@@ -187,16 +201,18 @@ def test_reading_a_directory_or_an_oversized_file_is_refused(
 ) -> None:
     ref = new_sandbox()
     provider.write_file(ref, "/workspace/big.bin", b"\0" * 5000)
-    with pytest.raises(InvalidFileOperation):
+    with raises_exactly(InvalidFileOperation, "invalid_file_operation"):
         provider.read_file(ref, "/workspace", 1000)
-    with pytest.raises(PayloadTooLarge):
+    with raises_exactly(PayloadTooLarge, "payload_too_large"):
         provider.read_file(ref, "/workspace/big.bin", 4999)
 
 
 def test_extend_keeps_the_sandbox_alive(provider: SandboxProvider, new_sandbox: SandboxFactory) -> None:
     ref = new_sandbox(lifetime=60)
     provider.extend(ref, 600)
-    assert run(provider, ref, "print('alive')").stdout == "alive\n"
+    assert run(provider, ref, "print('alive')").status == ExecutionStatus.OK
+    provider.write_file(ref, "/workspace/alive.txt", b"yes")
+    assert provider.read_file(ref, "/workspace/alive.txt", 100) == b"yes"
 
 
 def test_killed_sandbox_is_gone_and_killing_again_is_harmless(
@@ -205,13 +221,16 @@ def test_killed_sandbox_is_gone_and_killing_again_is_harmless(
     ref = new_sandbox()
     provider.kill(ref.sandbox_id)
     provider.kill(ref.sandbox_id)
-    with pytest.raises(SandboxGone):
+    with raises_exactly(SandboxGone, "sandbox_gone"):
         run(provider, ref, "1")
+    with raises_exactly(SandboxGone, "sandbox_gone"):
+        provider.list_files(ref, "/workspace")
 
 
 def test_unknown_template_fails_cleanly(provider: SandboxProvider, provider_kind: str) -> None:
     env = environment(provider_kind).model_copy(update={"template": "no-such-template"})
-    with pytest.raises(ProviderError):
+    # An operator's misconfigured environment: our side's error (502), never the caller's.
+    with raises_exactly(ProviderError, "provider_error"):
         provider.create(SandboxSpec("ses_bad", "tenant-contract", env, 60))
 
 
@@ -223,7 +242,33 @@ def test_e2b_sandbox_killed_behind_our_back_is_gone(
     ref = new_sandbox()
     run(provider, ref, "1")  # connected and cached in this warm "container"
     e2b.Sandbox.kill(ref.sandbox_id, api_key=e2b_host.env["E2B_API_KEY"], api_url=e2b_host.url)
-    with pytest.raises(SandboxGone):
+    with raises_exactly(SandboxGone, "sandbox_gone"):
         run(provider, ref, "1")
-    with pytest.raises(SandboxGone):
+    with raises_exactly(SandboxGone, "sandbox_gone"):
         provider.list_files(ref, "/workspace")
+
+
+def test_writes_never_replace_a_directory_or_a_file_on_the_way(
+    provider: SandboxProvider, new_sandbox: SandboxFactory
+) -> None:
+    ref = new_sandbox()
+    provider.write_file(ref, "/workspace/project/src/main.py", b"precious")
+    provider.write_file(ref, "/workspace/notes", b"kept")
+
+    with raises_exactly(InvalidFileOperation, "invalid_file_operation"):
+        provider.write_file(ref, "/workspace/project", b"overwrite")
+    with raises_exactly(InvalidFileOperation, "invalid_file_operation"):
+        provider.write_file(ref, "/workspace/notes/x", b"overwrite")
+
+    assert provider.read_file(ref, "/workspace/project/src/main.py", 100) == b"precious"
+    assert provider.read_file(ref, "/workspace/notes", 100) == b"kept"
+
+
+def test_code_past_its_limit_is_a_timeout_outcome_not_an_error(
+    provider: SandboxProvider, new_sandbox: SandboxFactory
+) -> None:
+    started = time.monotonic()
+    outcome = run(provider, new_sandbox(), "import time\ntime.sleep(30)", timeout=2)
+    assert outcome.status == ExecutionStatus.TIMEOUT
+    assert outcome.error is not None and outcome.error.name == "TimeoutError"
+    assert time.monotonic() - started < 2 + 10
