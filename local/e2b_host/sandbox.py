@@ -379,8 +379,9 @@ class SandboxRegistry:
         if sandbox is None:
             return False
         sandbox.closed = True
-        # Killing PID 1 of the namespace kills every process in it, detached ones included.
-        sandbox.namespace.kill()
+        # Killing PID 1 of the namespace kills every process in it, detached ones included;
+        # in a thread: waiting for bwrap and emptying the cgroups must not stall the others.
+        await asyncio.to_thread(sandbox.namespace.kill)
         for context in list(sandbox.contexts.values()):
             try:
                 await context.close()
