@@ -7,8 +7,16 @@ import uuid
 
 import httpx
 import pytest
-from e2b import SandboxException, SandboxNotFoundException, SandboxQuery, TimeoutException
+from e2b import (
+    SandboxException,
+    SandboxNotFoundException,
+    SandboxNotRunningException,
+    SandboxQuery,
+    TimeoutException,
+)
 from e2b_code_interpreter import Sandbox
+
+from tests.support.raises import raises_exactly
 
 
 def test_create_info_and_kill(e2b_host):
@@ -61,7 +69,7 @@ def test_list_filters_by_metadata_and_pages(e2b_host):
 
 
 def test_unknown_template_is_a_sandbox_exception(e2b_host):
-    with pytest.raises(SandboxException) as info:
+    with raises_exactly(SandboxException, match=r"^404: template 'no-such-template' not found") as info:
         Sandbox.create(template="no-such-template")
     assert "no-such-template" in str(info.value)
 
@@ -98,6 +106,6 @@ def test_expired_sandbox_is_killed_and_reported_gone(e2b_host):
         sbx.set_timeout(60)
     with pytest.raises(TimeoutException):
         sbx.run_code("1")
-    with pytest.raises(SandboxException, match=r"not found|not running"):
+    with raises_exactly(SandboxNotRunningException, match=r"not found|not running"):
         sbx.files.read("/home/user/anything")
     assert sbx.sandbox_id not in [s.sandbox_id for s in Sandbox.list().next_items()]

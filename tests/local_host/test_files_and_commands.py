@@ -13,6 +13,8 @@ from e2b import CommandExitException, FileNotFoundException, SandboxException
 from e2b.sandbox.filesystem.filesystem import FileType
 from e2b_code_interpreter import Sandbox
 
+from tests.support.raises import raises_exactly
+
 ALL_BYTES = bytes(range(256)) * 4
 
 
@@ -68,14 +70,14 @@ def test_code_commands_and_files_see_the_same_paths(shared_sandbox: Sandbox):
 def test_paths_cannot_escape_the_sandbox(shared_sandbox: Sandbox):
     files = shared_sandbox.files
     for escape in ("/home/user/../../etc/passwd", "/etc/passwd", "../../etc/hostname"):
-        with pytest.raises(SandboxException):
+        with raises_exactly(SandboxException, match=r"outside the sandbox filesystem"):
             files.read(escape)
-        with pytest.raises(SandboxException):
+        with raises_exactly(SandboxException, match=r"outside the sandbox filesystem"):
             files.write(escape, "nope")
     shared_sandbox.run_code("import os; os.symlink('/etc', '/workspace/etc-link')")
-    with pytest.raises(SandboxException):
+    with raises_exactly(SandboxException, match=r"outside the sandbox filesystem"):
         files.read("/workspace/etc-link/passwd")
-    with pytest.raises(SandboxException):
+    with raises_exactly(SandboxException, match=r"outside the sandbox filesystem"):
         files.list("/workspace/etc-link")
     # The host's filesystem is read-only from inside the sandbox.
     denied = shared_sandbox.run_code("open('/usr/e2b-host-probe', 'w')")
