@@ -8,10 +8,13 @@ import pytest
 from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.config import Settings
+from sandbox_gateway.deadlines import commit_deadline
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
 from sandbox_gateway.models.errors import (
+    ProviderTimeout,
     ProviderUnavailable,
     SessionBusy,
+    SessionClosed,
     SessionExpired,
     StorageUnavailable,
 )
@@ -132,3 +135,39 @@ def test_two_executions_never_share_a_session_at_once(
         "t1", session.session_id, code="1", language=None, timeout_seconds=None, envs={}
     )
     assert report.outcome.stdout == "ran python: 1\n"
+
+
+def test_delete_while_the_sandbox_starts_ends_closed_and_kills_it(
+    repository: DynamoDBSessionRepository, fake: FakeSandboxProvider
+) -> None:
+    service = make_service(repository, fake, Clock())
+
+    def delete_the_creating_session() -> None:
+        (creating,) = repository.list("t1", 10, None).sessions
+        assert service.close("t1", creating.session_id).status == SessionStatus.CLOSED
+
+    fake.during_create = delete_the_creating_session
+
+    with pytest.raises(SessionClosed) as closed:
+        create(service)
+
+    assert type(closed.value) is SessionClosed and closed.value.code == "session_closed"
+    (stored,) = repository.list("t1", 10, None).sessions
+    assert stored.status == SessionStatus.CLOSED
+    assert fake.live_ids == set() and len(fake.killed) == 1
+
+
+def test_a_create_past_its_commit_deadline_undoes_itself(
+    repository: DynamoDBSessionRepository, fake: FakeSandboxProvider
+) -> None:
+    clock = Clock()
+    service = make_service(repository, fake, clock)
+    fake.during_create = lambda: setattr(clock, "now", clock.now + 30)  # a slow start
+
+    with commit_deadline(clock.now + 29), pytest.raises(ProviderTimeout) as late:
+        create(service)
+
+    assert late.value.code == "provider_timeout"
+    (stored,) = repository.list("t1", 10, None).sessions
+    assert (stored.status, stored.failure_reason) == (SessionStatus.FAILED, "create_deadline_passed")
+    assert fake.live_ids == set() and len(fake.killed) == 1
