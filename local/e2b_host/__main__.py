@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tmp-mb", type=int, default=defaults.tmp_bytes // mib, help="size of /tmp (noexec)")
     parser.add_argument("--inodes", type=int, default=defaults.inodes, help="inodes per tmpfs")
     parser.add_argument("--nofile", type=int, default=defaults.nofile, help="RLIMIT_NOFILE")
+    parser.add_argument(
+        "--cpus", type=float, default=defaults.cpus, help="CPUs per sandbox (cpu cgroup quota; 0 = none)"
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             disk_bytes=args.disk_mb * mib,
             tmp_bytes=args.tmp_mb * mib,
             inodes=args.inodes,
+            cpus=args.cpus,
         ),
     )
     app = HostApp(settings)

@@ -89,6 +89,7 @@ class Limits:
     disk_bytes: int = 1024 * 1024 * 1024
     tmp_bytes: int = 256 * 1024 * 1024
     inodes: int = 65536
+    cpus: float = 1.0
 
 
 # --- host-side helpers ----------------------------------------------------------------------
@@ -131,14 +132,15 @@ def _own_cgroup_v1(controller: str) -> Path | None:
 
 
 class Cgroups:
-    """cgroup v1 ``pids`` and ``memory`` groups for one sandbox, under the host's own groups.
+    """cgroup v1 ``pids``, ``memory`` and ``cpu`` groups for one sandbox, under the host's own.
 
     Every process the sandbox starts joins them before it execs; each started process also
     gets a pids group of its own (``child``) so that its whole tree can be killed."""
 
-    def __init__(self, pids: Path, memory: Path | None) -> None:
+    def __init__(self, pids: Path, memory: Path | None, cpu: Path | None = None) -> None:
         self.pids = pids
         self.memory = memory
+        self.cpu = cpu
         self._children = 0
 
     @classmethod
@@ -167,7 +169,21 @@ class Cgroups:
                 with contextlib.suppress(OSError):
                     memory.rmdir()
                 memory = None
-        return cls(pids, memory)
+        cpu = None
+        cpu_parent = _own_cgroup_v1("cpu")
+        if cpu_parent is not None and limits.cpus > 0:
+            try:
+                cpu = cpu_parent / name
+                cpu.mkdir()
+                period = 100_000
+                (cpu / "cpu.cfs_period_us").write_text(str(period))
+                (cpu / "cpu.cfs_quota_us").write_text(str(max(int(period * limits.cpus), 1000)))
+            except OSError as exc:
+                logger.warning("cannot create a cpu cgroup (%s); CPU is not limited", exc)
+                with contextlib.suppress(OSError):
+                    cpu.rmdir()
+                cpu = None
+        return cls(pids, memory, cpu)
 
     def child(self) -> Path:
         self._children += 1
@@ -211,6 +227,8 @@ class Cgroups:
         Cgroups.remove(self.pids)
         if self.memory is not None:
             Cgroups.remove(self.memory)
+        if self.cpu is not None:
+            Cgroups.remove(self.cpu)
 
 
 def _join_and_drop(
@@ -658,6 +676,8 @@ class SandboxNamespace:
         if self.cgroups is not None:
             if self.cgroups.memory is not None:
                 joined.append(self.cgroups.memory)
+            if self.cgroups.cpu is not None:
+                joined.append(self.cgroups.cpu)
             if not groups:
                 joined.append(self.cgroups.pids)
         data_limit = self.cgroups is None or self.cgroups.memory is None

@@ -41,12 +41,13 @@ def e2b_host() -> Iterator[HostInfo]:
 
 
 # Small limits for the exploit tests that exhaust them (a host of their own, started once).
-LIMITED_HOST_ARGS = {
+LIMITED_HOST_ARGS: dict[str, float] = {
     "--memory-mb": 256,
     "--pids": 128,
     "--disk-mb": 32,
     "--tmp-mb": 16,
     "--inodes": 2000,
+    "--cpus": 0.5,
 }
 
 
@@ -59,7 +60,7 @@ def limited_host(e2b_host: HostInfo) -> Iterator[HostInfo]:
 
 
 @pytest.fixture(scope="session")
-def limited_args() -> dict[str, int]:
+def limited_args() -> dict[str, float]:
     """The per-sandbox limits of ``limited_host`` (MiB for sizes)."""
     return dict(LIMITED_HOST_ARGS)
 
