@@ -189,18 +189,16 @@ class RequestData:
 
 
 def find_route(routes: list[Route], method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
+    """The route serving `method raw_path`, as API Gateway picks it: when no route matches (an
+    unknown path, or a known path with another method) the `$default` route, if the template has
+    one. API Gateway has no 405: a method a path does not serve is just another unmatched request."""
     decoded = unquote(raw_path)
     for route in routes:
         params = route.match(method, decoded)
         if params is not None:
             return route, params
-    return None
-
-
-def allowed_methods(routes: list[Route], raw_path: str) -> list[str]:
-    """The methods some route serves at this path (for 405's Allow header)."""
-    decoded = unquote(raw_path)
-    return sorted({route.method for route in routes if route.match(route.method, decoded) is not None})
+    default = next((route for route in routes if route.is_default), None)
+    return (default, {}) if default is not None else None
 
 
 class Gateway(ThreadingHTTPServer):
@@ -249,7 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         found = find_route(self.server.routes, self.command, url.path)
         if found is None:
-            return self._send_no_route(url.path)
+            # What API Gateway answers when no route matches and the API has no $default route.
+            return self._send_plain(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
         route, params = found
         request = RequestData(
             self.command, url.path, url.query, list(self.headers.items()), body, self.client_address[0]
@@ -263,17 +262,6 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("function %s failed", route.function)
             return self._send_plain(HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal Server Error"})
         return self._send_lambda_result(result)
-
-    def _send_no_route(self, raw_path: str) -> int:
-        allowed = allowed_methods(self.server.routes, raw_path)
-        if allowed:
-            return self._send_error(
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                f"{self.command[:16]} is not allowed here; use {', '.join(allowed)}",
-                {"Allow": ", ".join(allowed)},
-            )
-        return self._send_error(HTTPStatus.NOT_FOUND, "route_not_found", "no such route")
 
     def _send_error(
         self, status: HTTPStatus, code: str, message: str, headers: dict[str, str] | None = None

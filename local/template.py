@@ -16,6 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
+DEFAULT_ROUTE = "$default"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -47,11 +48,19 @@ class Route:
     timeout_seconds: int
 
     @property
+    def is_default(self) -> bool:
+        """API Gateway's `$default` route: it serves every request that no other route matches."""
+        return self.path == DEFAULT_ROUTE
+
+    @property
     def route_key(self) -> str:
-        return f"{self.method} {self.path}"
+        # API Gateway sends "$default" alone as the route key, without a method.
+        return DEFAULT_ROUTE if self.is_default else f"{self.method} {self.path}"
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
-        if method != self.method:
+        """Path parameters when this route serves `method path`; the `$default` route matches nothing
+        here, it is only the fallback (see `local.gateway.find_route`)."""
+        if self.is_default or self.method not in ("ANY", method):
             return None
         found = _route_regex(self.path).fullmatch(path)
         return found.groupdict() if found else None
@@ -90,8 +99,12 @@ def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
                     timeout_seconds=int(props.get("Timeout", global_timeout)),
                 )
             )
-    # Like API Gateway: literal routes before parameterised ones, greedy ones last.
-    return sorted(routes, key=lambda r: (r.path.count("+}"), r.path.count("{"), -len(r.path)))
+    # Like API Gateway: literal routes before parameterised ones, greedy ones last, a method
+    # before ANY, and $default only when nothing else matches.
+    return sorted(
+        routes,
+        key=lambda r: (r.is_default, r.path.count("+}"), r.path.count("{"), -len(r.path), r.method == "ANY"),
+    )
 
 
 def function_environment(template: dict[str, Any] | None = None) -> dict[str, str]:

@@ -493,7 +493,8 @@ def _failed(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
 def _unknown_route(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
     event = load_event("sessions_list")
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/nope"
-    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/nope"
+    # API Gateway's $default route sends what no route matches, with this route key.
+    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
     return invoke("sessions", event)
 
 

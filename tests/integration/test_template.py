@@ -31,6 +31,8 @@ EXPECTED_ROUTES = {
     "GET /api/e2b/files/{session_id}/{file_path+}": "FilesFunction",
     "POST /api/e2b/files": "FilesFunction",
     "DELETE /api/e2b/files/{session_id}/{file_path+}": "FilesFunction",
+    # Everything no route matches: 404 route_not_found in the common shape, not API Gateway's own.
+    "$default": "SessionsFunction",
 }
 
 
@@ -68,8 +70,26 @@ def test_translated_routes_integrate_with_their_functions(translated: dict[str, 
     for path, methods in api["Properties"]["Body"]["paths"].items():
         for method, operation in methods.items():
             uri = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
-            found[f"{method.upper()} {path}"] = next(f for f in set(EXPECTED_ROUTES.values()) if f in uri)
+            key = path if operation.get("isDefaultRoute") else f"{method.upper()} {path}"
+            found[key] = next(f for f in set(EXPECTED_ROUTES.values()) if f in uri)
     assert found == EXPECTED_ROUTES
+
+
+def test_unmatched_requests_reach_a_default_route_for_any_method(translated: dict[str, Any]) -> None:
+    api = next(r for r in translated["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api")
+    default = api["Properties"]["Body"]["paths"]["$default"]
+    assert list(default) == ["x-amazon-apigateway-any-method"]
+    assert default["x-amazon-apigateway-any-method"]["isDefaultRoute"] is True
+    # CORS preflights stay API Gateway's own answer: the CORS configuration is still on the API.
+    cors = api["Properties"]["Body"]["x-amazon-apigateway-cors"]
+    assert "OPTIONS" in cors["allowMethods"] and cors["allowOrigins"] == "*"
+
+
+def test_the_default_route_is_the_local_gateways_fallback_only() -> None:
+    (default,) = [route for route in http_api_routes() if route.is_default]
+    assert (default.route_key, default.function) == ("$default", "SessionsFunction")
+    assert default.match("GET", "$default") is None and default.match("ANY", "/nope") is None
+    assert http_api_routes()[-1] == default
 
 
 def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:

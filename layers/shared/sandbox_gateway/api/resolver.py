@@ -55,6 +55,10 @@ def build_resolver() -> APIGatewayHttpResolver:
 
     @app.not_found
     def route_not_found(_: NotFoundError) -> Response:
+        # API Gateway's $default route sends here every request no route matches, whatever its
+        # method (API Gateway has no 405). A HEAD answer carries no body.
+        if app.current_event.http_method.upper() == "HEAD":
+            return _json(HTTPStatus.NOT_FOUND, "")
         return _json(HTTPStatus.NOT_FOUND, error_body("route_not_found", "no such route", request_id()))
 
     @app.exception_handler(Exception)
