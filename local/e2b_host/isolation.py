@@ -53,6 +53,8 @@ SANDBOX_MOUNTS: dict[str, str] = {
     "/root": "data/root",
     "/tmp": "tmp",
 }
+# The sandbox's /dev/shm (relative to its fs root): a third tmpfs, noexec, never in the files API.
+SHM_DIR = "shm"
 # Where the host's per-sandbox state dir (connection files, runner scripts) is visible inside,
 # read-only; its "ipc" subdirectory is the one place there the sandbox user may write
 # (the Python kernel's Unix sockets).
@@ -475,7 +477,10 @@ def bwrap_args(
     etc = _etc_files(state_dir, hostname)
     for name, path in etc.items():
         args += ["--ro-bind-fd", _file_fd(path, fds), f"/etc/{name}"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--dir", "/home"]
+    # bwrap's /dev is a writable, exec-able tmpfs without a size: /dev is made read-only and
+    # /dev/shm (POSIX shared memory, semaphores) is our own limited, noexec tmpfs.
+    args += ["--proc", "/proc", "--dev", "/dev", "--bind-fd", fd_of(fs_root / SHM_DIR), "/dev/shm"]
+    args += ["--remount-ro", "/dev", "--dir", "/home"]
     for inside, rel in SANDBOX_MOUNTS.items():
         args += ["--bind-fd", fd_of(fs_root / rel), inside]
     args += ["--ro-bind-fd", fd_of(state_dir), STATE_MOUNT]

@@ -18,6 +18,7 @@ from typing import Any
 
 from .isolation import (
     IPC_DIR,
+    SHM_DIR,
     Cgroups,
     Limits,
     RuntimeBinds,
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 ENVD_VERSION = "0.6.4"
 DEFAULT_TEMPLATES = ("code-interpreter-v1", "code-interpreter", "base")
 MAX_TIMEOUT_S = 24 * 3600
+# The sandbox's tmpfs mounts: "data" (home, workspace, root), "tmp" and /dev/shm (noexec).
+_TMPFS = ("data", "tmp", SHM_DIR)
 
 
 def _iso(ts: float) -> str:
@@ -305,15 +308,16 @@ class SandboxRegistry:
         namespace = None
         try:
             fs_root = root / "fs"
-            for rel in ("data", "tmp"):
+            for rel in _TMPFS:
                 (fs_root / rel).mkdir(parents=True)
-                size = limits.tmp_bytes if rel == "tmp" else limits.disk_bytes
+                size = limits.disk_bytes if rel == "data" else limits.tmp_bytes
                 if not mount_tmpfs(
-                    fs_root / rel, size=size, inodes=limits.inodes, uid=uid, gid=uid, noexec=rel == "tmp"
+                    fs_root / rel, size=size, inodes=limits.inodes, uid=uid, gid=uid, noexec=rel != "data"
                 ):
                     raise HostError(
                         500, "cannot mount the sandbox's file systems (the host must run as root)"
                     )
+            os.chmod(fs_root / SHM_DIR, 0o1777)  # noqa: S103 - as /dev/shm always is
             fs = SandboxFS(fs_root, uid=uid)
             fs.create_tree()
             state = root / "state"
@@ -398,7 +402,7 @@ class SandboxRegistry:
 
     @staticmethod
     def _remove_tree(root: Path) -> None:
-        for rel in ("data", "tmp"):
+        for rel in _TMPFS:
             unmount(root / "fs" / rel)
         shutil.rmtree(root, ignore_errors=True)
 
