@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sandbox_gateway.config import Settings
-from sandbox_gateway.models.errors import InvalidContent, InvalidPageToken, PayloadTooLarge, SandboxGone
+from sandbox_gateway.models.errors import InvalidContent, InvalidPageToken, PayloadTooLarge, ProviderError
 from sandbox_gateway.models.files import FileEntry
 from sandbox_gateway.paths import resolve_sandbox_path
 from sandbox_gateway.services.output_budget import ENVELOPE_RESERVE_BYTES, wire_size
@@ -87,11 +87,13 @@ class FileService:
         )
 
     def _guard(self, usable: UsableSession, call: Callable[[], T]) -> T:
+        """DELETE wins: a provider failure re-reads the session, so a file call cut short by its
+        session's end answers 410 with the final status (as execute and keep-alive do); a lost
+        sandbox fails the session; any other provider error goes to the caller as it is."""
         try:
             return call()
-        except SandboxGone as gone:
-            self._sessions.report_sandbox_gone(usable, gone)
-            raise
+        except ProviderError as failure:
+            self._sessions.provider_failed(usable, failure)
 
 
 def decode_base64_strict(text: str, max_bytes: int) -> bytes:
