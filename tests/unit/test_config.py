@@ -6,6 +6,7 @@ import json
 
 import pytest
 from pydantic import ValidationError
+from sandbox_gateway import wiring
 from sandbox_gateway.config import Settings
 from sandbox_gateway.models.environment import Language, Provider
 
@@ -35,6 +36,7 @@ def test_settings_from_environ_defaults() -> None:
     assert settings.workspace_root == "/workspace"
     assert settings.local_mode is False
     assert settings.custom_environments == ()
+    assert settings.e2b_output_limit_bytes == 8 * 1024 * 1024
 
 
 def test_settings_from_environ_ignores_unrelated_and_lower_case_names() -> None:
@@ -51,6 +53,7 @@ def test_settings_from_environ_maps_upper_case_names_to_fields() -> None:
             "E2B_API_KEY": "e2b_test",
             "E2B_API_URL": "http://localhost:49982",
             "E2B_REQUEST_TIMEOUT_SECONDS": "5.5",
+            "E2B_OUTPUT_LIMIT_BYTES": "65536",
             "SESSION_TIMEOUT_DEFAULT_SECONDS": "120",
             "SESSION_TIMEOUT_MAX_SECONDS": "7200",
             "EXECUTION_TIMEOUT_DEFAULT_SECONDS": "10",
@@ -65,6 +68,7 @@ def test_settings_from_environ_maps_upper_case_names_to_fields() -> None:
     assert settings.e2b_api_key == "e2b_test"
     assert settings.e2b_api_url == "http://localhost:49982"
     assert settings.e2b_request_timeout_seconds == 5.5
+    assert settings.e2b_output_limit_bytes == 65536
     assert settings.session_timeout_default_seconds == 120
     assert settings.session_timeout_max_seconds == 7200
     assert settings.execution_timeout_default_seconds == 10
@@ -170,6 +174,8 @@ def test_settings_from_environ_rejects_default_above_max_execution_timeout() -> 
         ("MAX_FILE_BYTES", "5000000"),
         ("SESSION_TIMEOUT_MAX_SECONDS", "86401"),
         ("E2B_REQUEST_TIMEOUT_SECONDS", "0"),
+        ("E2B_OUTPUT_LIMIT_BYTES", "1023"),
+        ("E2B_OUTPUT_LIMIT_BYTES", str(64 * 1024 * 1024 + 1)),  # held in the function's memory
         ("SESSION_TIMEOUT_DEFAULT_SECONDS", "ten"),
     ],
 )
@@ -208,3 +214,13 @@ def test_settings_from_environ_rejects_workspace_root_not_among_roots(environ: d
     with pytest.raises(ValidationError) as caught:
         Settings.from_environ(environ)
     assert "WORKSPACE_ROOT must be one of ALLOWED_ROOTS" in str(caught.value)
+
+
+def test_wiring_gives_the_e2b_provider_its_output_limit_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("E2B_OUTPUT_LIMIT_BYTES", "65536")
+    wiring.reset()
+    try:
+        assert wiring.e2b_provider()._output_limit == 65536
+    finally:
+        monkeypatch.delenv("E2B_OUTPUT_LIMIT_BYTES")
+        wiring.reset()

@@ -23,6 +23,10 @@ class Settings(BaseModel):
     e2b_api_url: str | None = None  # the local E2B-compatible host; unset = E2B's cloud
     e2b_sandbox_url: str | None = None
     e2b_request_timeout_seconds: float = Field(default=10.0, gt=0, le=25)
+    # Output one E2B execution may collect (JSON-escaped bytes) before its cell is stopped and the
+    # answer says `truncated`; the response keeps what fits MAX_RESPONSE_BYTES. Bounded above as it
+    # is held in the function's memory.
+    e2b_output_limit_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     session_timeout_default_seconds: int = Field(default=900, ge=60)
     session_timeout_max_seconds: int = Field(default=3600, ge=60, le=86_400)

@@ -61,6 +61,7 @@ def e2b_provider() -> E2BSandboxProvider:
         request_timeout_seconds=settings.e2b_request_timeout_seconds,
         api_url=settings.e2b_api_url,
         sandbox_url=settings.e2b_sandbox_url,
+        output_limit_bytes=settings.e2b_output_limit_bytes,
     )
 
 
