@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.template import ROOT, Route, http_api_routes
+from local.template import ROOT, CorsConfiguration, Route, cors_configuration, http_api_routes
 
 logger = logging.getLogger("local.gateway")
 
@@ -206,10 +206,17 @@ class Gateway(ThreadingHTTPServer):
     # socketserver's default backlog of 5 resets connections when many clients arrive at once.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], routes: list[Route], pools: FunctionPools) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        routes: list[Route],
+        pools: FunctionPools,
+        cors: CorsConfiguration | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.routes = routes
         self.pools = pools
+        self.cors = cors
 
     @property
     def url(self) -> str:
@@ -245,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
                 {"Connection": "close"},
             )
         body = self.rfile.read(length) if length else b""
+        if self._is_cors_preflight():
+            return self._send_preflight()
         found = find_route(self.server.routes, self.command, url.path)
         if found is None:
             # What API Gateway answers when no route matches and the API has no $default route.
@@ -279,8 +288,13 @@ class _Handler(BaseHTTPRequestHandler):
         data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
         status = int(result["statusCode"])
         self.send_response(status)
+        cors = self._cors_headers()
         for name, value in (result.get("headers") or {}).items():
+            if cors is not None and name.lower().startswith("access-control-"):
+                continue  # with a CORS configuration, API Gateway ignores the function's own
             self.send_header(name, str(value))
+        for name, value in (cors or {}).items():
+            self.send_header(name, value)
         for cookie in result.get("cookies") or []:
             self.send_header("Set-Cookie", cookie)
         self.send_header("Content-Length", str(len(data)))
@@ -288,6 +302,52 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
         return status
+
+    def _is_cors_preflight(self) -> bool:
+        return (
+            self.server.cors is not None
+            and self.command == "OPTIONS"
+            and bool(self.headers.get("origin"))
+            and bool(self.headers.get("access-control-request-method"))
+        )
+
+    def _send_preflight(self) -> int:
+        """API Gateway answers a CORS preflight itself when the API has a CorsConfiguration: no
+        route and no function is involved, and an origin it does not allow gets no CORS headers."""
+        cors = self.server.cors
+        assert cors is not None
+        self.send_response(HTTPStatus.NO_CONTENT)
+        allowed = self._cors_headers()
+        if allowed is not None:
+            for name, value in allowed.items():
+                if name != "Access-Control-Expose-Headers":
+                    self.send_header(name, value)
+            if cors.allow_methods:
+                self.send_header("Access-Control-Allow-Methods", ",".join(cors.allow_methods))
+            if cors.allow_headers:
+                self.send_header("Access-Control-Allow-Headers", ",".join(cors.allow_headers))
+            if cors.max_age is not None:
+                self.send_header("Access-Control-Max-Age", str(cors.max_age))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return int(HTTPStatus.NO_CONTENT)
+
+    def _cors_headers(self) -> dict[str, str] | None:
+        """What API Gateway adds to a response to a request from an allowed Origin; None without a
+        CORS configuration (the function's own headers pass through)."""
+        cors = self.server.cors
+        if cors is None:
+            return None
+        origin = self.headers.get("origin")
+        if not origin or not cors.allows_origin(origin):
+            return {}
+        wildcard = "*" in cors.allow_origins and not cors.allow_credentials
+        headers = {"Access-Control-Allow-Origin": "*" if wildcard else origin}
+        if cors.allow_credentials:
+            headers["Access-Control-Allow-Credentials"] = "true"
+        if cors.expose_headers:
+            headers["Access-Control-Expose-Headers"] = ",".join(cors.expose_headers)
+        return headers
 
     def _send_plain(self, status: HTTPStatus, payload: Any, headers: dict[str, str] | None = None) -> int:
         data = json.dumps(payload).encode()
@@ -320,6 +380,6 @@ def serve(
 ) -> Gateway:
     routes = http_api_routes()
     pools = FunctionPools(environment, concurrency, log_path)
-    gateway = Gateway((host, port), routes, pools)
+    gateway = Gateway((host, port), routes, pools, cors_configuration())
     threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
     return gateway

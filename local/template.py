@@ -107,6 +107,60 @@ def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
     )
 
 
+@dataclass(frozen=True)
+class CorsConfiguration:
+    """The HTTP API's CorsConfiguration, with parameters at their defaults.
+
+    With one, API Gateway answers CORS preflights itself (no route, no function) and adds the
+    allow-origin and expose-headers headers to every response to a request with an allowed Origin,
+    ignoring any CORS headers the function returns.
+    """
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...]
+    allow_headers: tuple[str, ...]
+    expose_headers: tuple[str, ...]
+    max_age: int | None
+    allow_credentials: bool
+
+    def allows_origin(self, origin: str) -> bool:
+        for allowed in self.allow_origins:
+            if allowed == "*" or allowed == origin:
+                return True
+            if allowed.endswith("://*") and origin.startswith(allowed[:-1]):  # https://*, http://*
+                return True
+        return False
+
+
+def cors_configuration(template: dict[str, Any] | None = None) -> CorsConfiguration | None:
+    template = template or load_template()
+    api = next(
+        (r for r in template["Resources"].values() if r.get("Type") == "AWS::Serverless::HttpApi"), None
+    )
+    config = ((api or {}).get("Properties") or {}).get("CorsConfiguration")
+    if not config:
+        return None
+    parameters = template.get("Parameters", {})
+
+    def values(key: str) -> tuple[str, ...]:
+        value = config.get(key) or []
+        if isinstance(value, dict) and "Ref" in value:  # a parameter: its default, as `sam deploy` uses
+            value = str(parameters[value["Ref"]].get("Default", "")).split(",")
+        if isinstance(value, str):
+            value = [value]
+        return tuple(str(v).strip() for v in value if str(v).strip())
+
+    max_age = config.get("MaxAge")
+    return CorsConfiguration(
+        allow_origins=values("AllowOrigins"),
+        allow_methods=values("AllowMethods"),
+        allow_headers=values("AllowHeaders"),
+        expose_headers=values("ExposeHeaders"),
+        max_age=int(max_age) if max_age is not None else None,
+        allow_credentials=bool(config.get("AllowCredentials", False)),
+    )
+
+
 def function_environment(template: dict[str, Any] | None = None) -> dict[str, str]:
     """The Globals environment variables whose values are literals (refs are the stack's job)."""
     template = template or load_template()

@@ -239,6 +239,30 @@ def test_a_known_path_with_another_method_is_404_route_not_found_as_deployed(
     assert "allow" not in response.headers
 
 
+@pytest.mark.parametrize("path", ["/api/sessions", "/api/e2b/files/x/a.txt", "/nope"])
+def test_a_cors_preflight_is_answered_by_the_gateway_as_deployed(client: Client, path: str) -> None:
+    # API Gateway answers preflights itself when the API has a CorsConfiguration (any path).
+    headers = {"Origin": "https://app.example", "Access-Control-Request-Method": "DELETE"}
+    response = client.request("OPTIONS", path, headers=headers)
+
+    assert response.status_code == 204 and response.content == b""
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-allow-methods"] == "GET,POST,DELETE,OPTIONS"
+    assert "Idempotency-Key" in response.headers["access-control-allow-headers"].split(",")
+    assert response.headers["access-control-max-age"] == "600"
+
+
+def test_a_cross_origin_answer_carries_the_cors_headers(client: Client) -> None:
+    response = client.request("GET", "/api/environments", headers={"Origin": "https://app.example"})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-expose-headers"] == "Retry-After"
+
+    error = client.request("GET", "/nope", headers={"Origin": "https://app.example"})
+    assert_error(error, 404, "route_not_found")
+    assert error.headers["access-control-allow-origin"] == "*"
+
+
 def test_a_docker_session_behaves_like_an_e2b_one(client: Client) -> None:
     require_docker_image()
     session_id = client.create_session(environment="docker-python", provider="docker")

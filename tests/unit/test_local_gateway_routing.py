@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from local.gateway import RequestData, build_event, find_route
-from local.template import http_api_routes, load_template
+from local.template import CorsConfiguration, cors_configuration, http_api_routes, load_template
 
 
 def request(method: str, path: str) -> RequestData:
@@ -53,3 +53,37 @@ def test_find_route_without_a_default_route_finds_nothing_as_api_gateway() -> No
     del template["Resources"]["SessionsFunction"]["Properties"]["Events"]["DefaultRoute"]
 
     assert find_route(http_api_routes(template), "GET", "/nope") is None
+
+
+def test_cors_configuration_is_the_templates_with_parameter_defaults() -> None:
+    cors = cors_configuration()
+
+    assert cors is not None
+    assert cors.allow_origins == ("*",)  # CorsAllowOrigins' default
+    assert cors.allow_methods == ("GET", "POST", "DELETE", "OPTIONS")
+    assert "Idempotency-Key" in cors.allow_headers
+    assert (cors.expose_headers, cors.max_age, cors.allow_credentials) == (("Retry-After",), 600, False)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "origin", "expected"),
+    [
+        (("*",), "https://app.example", True),
+        (("https://app.example",), "https://app.example", True),
+        (("https://app.example",), "https://evil.example", False),
+        (("https://*",), "https://app.example", True),
+        (("https://*",), "http://app.example", False),
+    ],
+)
+def test_cors_allows_origin_as_api_gateway_patterns(
+    allowed: tuple[str, ...], origin: str, expected: bool
+) -> None:
+    cors = CorsConfiguration(allowed, ("GET",), (), (), None, False)
+    assert cors.allows_origin(origin) is expected
+
+
+def test_cors_configuration_is_none_without_one_in_the_template() -> None:
+    template = load_template()
+    del template["Resources"]["Api"]["Properties"]["CorsConfiguration"]
+
+    assert cors_configuration(template) is None
