@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import errno
 import gzip
 import logging
@@ -522,8 +521,10 @@ async def _cancel_on_disconnect(app: Any, scope: Any, receive: Any, send: Send) 
         await asyncio.wait({call, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if not call.done():
             call.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await call
+            except (asyncio.CancelledError, ConnectError):  # nobody is left to tell
+                logger.debug("streaming call cancelled: its client went away")
         else:
             call.result()
     finally:

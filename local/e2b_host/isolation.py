@@ -53,13 +53,13 @@ SANDBOX_MOUNTS: dict[str, str] = {
     "/root": "data/root",
     "/tmp": "tmp",
 }
-# The sandbox's /dev/shm (relative to its fs root): a third tmpfs, noexec, never in the files API.
+# The sandbox's /dev/shm (relative to its fs root): a third tmpfs, noexec, never in the files
+# API; the Python kernel's Unix sockets live there too.
 SHM_DIR = "shm"
+SHM_MOUNT = "/dev/shm"
 # Where the host's per-sandbox state dir (connection files, runner scripts) is visible inside,
-# read-only; its "ipc" subdirectory is the one place there the sandbox user may write
-# (the Python kernel's Unix sockets).
+# read-only.
 STATE_MOUNT = "/.e2b"
-IPC_DIR = "ipc"
 _READ_ONLY_SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 _REQUIRED_TOOLS = ("bwrap", "unshare", "env", "setsid")
 _MNT_DETACH = 2
@@ -479,12 +479,11 @@ def bwrap_args(
         args += ["--ro-bind-fd", _file_fd(path, fds), f"/etc/{name}"]
     # bwrap's /dev is a writable, exec-able tmpfs without a size: /dev is made read-only and
     # /dev/shm (POSIX shared memory, semaphores) is our own limited, noexec tmpfs.
-    args += ["--proc", "/proc", "--dev", "/dev", "--bind-fd", fd_of(fs_root / SHM_DIR), "/dev/shm"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--bind-fd", fd_of(fs_root / SHM_DIR), SHM_MOUNT]
     args += ["--remount-ro", "/dev", "--dir", "/home"]
     for inside, rel in SANDBOX_MOUNTS.items():
         args += ["--bind-fd", fd_of(fs_root / rel), inside]
     args += ["--ro-bind-fd", fd_of(state_dir), STATE_MOUNT]
-    args += ["--bind-fd", fd_of(state_dir / IPC_DIR), f"{STATE_MOUNT}/{IPC_DIR}"]
     for source, dest in runtime:
         args += ["--ro-bind", source, dest]
     args += ["--remount-ro", "/", "--chdir", "/home/user"]
@@ -550,8 +549,10 @@ class SandboxNamespace:
     ) -> None:
         self.fs_root = fs_root
         self.state_dir = state_dir
-        self.ipc_dir = state_dir / IPC_DIR
-        self.ipc_mount = f"{STATE_MOUNT}/{IPC_DIR}"
+        # Where the kernel's Unix sockets go: the root of the /dev/shm tmpfs, which the sandbox
+        # cannot replace (a mount point), only fill.
+        self.ipc_dir = fs_root / SHM_DIR
+        self.ipc_mount = SHM_MOUNT
         self.hostname = hostname
         self.host_uid = host_uid
         self.network = network

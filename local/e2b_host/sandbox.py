@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from .isolation import (
-    IPC_DIR,
     SHM_DIR,
     Cgroups,
     Limits,
@@ -321,8 +320,7 @@ class SandboxRegistry:
             fs = SandboxFS(fs_root, uid=uid)
             fs.create_tree()
             state = root / "state"
-            (state / IPC_DIR).mkdir(parents=True)
-            os.chown(state / IPC_DIR, uid, uid)
+            state.mkdir()
             namespace = SandboxNamespace(
                 fs_root,
                 state,
