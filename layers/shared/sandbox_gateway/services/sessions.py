@@ -227,15 +227,6 @@ class SessionService:
                     raise _gone_error(latest) from error
         raise error
 
-    def report_sandbox_gone(self, usable: UsableSession, error: SandboxGone) -> None:
-        """For callers that re-raise `error` themselves: records the loss and returns, or raises the
-        session's own ending (410 with its final status) if it ended meanwhile."""
-        try:
-            self.provider_failed(usable, error)
-        except SandboxGone as raised:
-            if raised is not error:
-                raise
-
     def _retire_expired(self, session: Session) -> None:
         """Record the expiry and free the sandbox now rather than waiting for the provider's clock."""
         self._repository.close(session, self.now())
