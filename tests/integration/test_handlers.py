@@ -498,6 +498,13 @@ def _unknown_route(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
     return invoke("sessions", event)
 
 
+def _forged_page_token(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    event = load_event("files_list", api.create_session())
+    event["queryStringParameters"]["next_token"] = "not-a-token"
+    event["rawQueryString"] += "&next_token=not-a-token"
+    return invoke("files", event)
+
+
 def _text_plain(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
     event = load_event("sessions_create")
     event["headers"]["content-type"] = "text/plain"
@@ -515,6 +522,7 @@ ERROR_SCENARIOS: dict[str, tuple[int, Any]] = {
     "invalid_json": (400, _event("sessions", "sessions_create_invalid_json")),
     "invalid_file_path": (400, _event("files", "files_read_traversal", with_session=True)),
     "invalid_content": (400, _event("files", "files_write_bad_base64", with_session=True)),
+    "invalid_page_token": (400, _forged_page_token),
     "unknown_environment": (400, _event("sessions", "sessions_create_unknown_environment")),
     "provider_not_allowed": (400, _event("sessions", "sessions_create_docker")),
     "validation_error": (422, _event("sessions", "sessions_create_unknown_field")),
