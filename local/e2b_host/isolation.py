@@ -1,22 +1,24 @@
-"""Per-sandbox namespaces built with bubblewrap, entered with nsenter: the containment of
+"""Per-sandbox namespaces built with bubblewrap and entered with setns: the containment of
 the local E2B host.
 
 Each sandbox gets one long-lived ``bwrap`` "init" whose namespaces (user, mount, PID, IPC,
-UTS, cgroup and, unless the sandbox may use the network, network) hold every process the
-sandbox starts. It runs as a host uid of its own (``host_uid``, mapped to uid/gid 1000 `user`
-inside) with no capabilities, ``no_new_privs`` and no further user namespaces. Inside, the
-root is read-only: ``/usr``, ``/etc`` (with our own passwd/group/hosts), the ``/bin``-style
-links, the Python prefix and the venv are bound read-only; ``/home/user``, ``/workspace``,
-``/root`` (one size- and inode-limited tmpfs) and ``/tmp`` (another, ``noexec``) are the
-writable paths; ``/proc`` and ``/dev`` are fresh. Nothing else of the host is there: no
-``/run``, ``/var``, ``/sys``, Docker socket or home directory.
+UTS, cgroup, network) hold every process the sandbox starts. It runs as a host uid of its own
+(``host_uid``, mapped to uid/gid 1000 `user` inside) with no capabilities, ``no_new_privs``,
+a seccomp filter and no further user namespaces. Inside, the root is read-only: ``/usr``,
+``/etc`` (with our own passwd/group/hosts), the ``/bin``-style links, the Python prefix and
+the venv are bound read-only; ``/home/user``, ``/workspace``, ``/root`` (one size- and
+inode-limited tmpfs), ``/tmp`` and ``/dev/shm`` (one each, ``noexec``) are the only writable
+paths; ``/proc`` and ``/dev`` (read-only) are fresh. Nothing else of the host is there: no
+``/run``, ``/var``, ``/sys``, Docker socket or home directory. A sandbox with internet access
+gets a NATed link from slirp4netns (without the host's loopback), or, without slirp4netns,
+the host's network namespace.
 
-Processes are started with ``nsenter`` into those namespaces after the host process has
-joined the sandbox's cgroups, set its rlimits and dropped to ``host_uid``; ``setpriv`` then
-drops the capabilities that entering a user namespace grants. Killing the init (PID 1 of the
-namespace) makes the kernel SIGKILL every process in the namespace, whatever it did to detach
-itself; a process's whole tree (``setsid`` children included) is killed through a pids cgroup
-of its own where cgroups (v1) can be created.
+Processes are started by the host after it has joined the sandbox's cgroups, set its rlimits
+and dropped to ``host_uid``: they enter the namespaces (``setns``), drop what entering a user
+namespace granted, and ``unshare --fork`` puts them in the PID namespace. Killing the init
+(PID 1 of the namespace) makes the kernel SIGKILL every process in the namespace, whatever it
+did to detach itself; a process's whole tree (``setsid`` children included) is killed through
+a pids cgroup of its own where cgroups (v1) can be created.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ STATE_MOUNT = "/.e2b"
 _READ_ONLY_SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 _REQUIRED_TOOLS = ("bwrap", "unshare", "env", "setsid")
 _MNT_DETACH = 2
+_SLIRP_DNS = "10.0.2.3"
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _NS_GET_PARENT = 0xB702
@@ -338,7 +341,7 @@ def _last_cap() -> int:
         return 63
 
 
-def _etc_files(state_dir: Path, hostname: str) -> dict[str, Path]:
+def _etc_files(state_dir: Path, hostname: str, *, slirp: bool) -> dict[str, Path]:
     files = {
         "passwd": f"root:x:0:0:root:/root:/bin/bash\n{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_GID}:"
         f"{SANDBOX_USER}:/home/user:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
@@ -346,6 +349,8 @@ def _etc_files(state_dir: Path, hostname: str) -> dict[str, Path]:
         "hosts": f"127.0.0.1 localhost {hostname}\n::1 localhost ip6-localhost ip6-loopback\n",
         "hostname": hostname + "\n",
     }
+    if slirp:  # slirp4netns answers DNS on its virtual network, forwarding to the host's resolver
+        files["resolv.conf"] = f"nameserver {_SLIRP_DNS}\n"
     out = {}
     for name, text in files.items():
         path = state_dir / f"etc-{name}"
@@ -441,6 +446,7 @@ def bwrap_args(
     network: bool,
     runtime: Sequence[tuple[str, str]],
     fds: list[int],
+    slirp: bool = False,
 ) -> list[str]:
     """bwrap's command line. The sandbox's own directories are passed as O_PATH descriptors
     (appended to ``fds``): bwrap binds what the host opened, whatever the paths become."""
@@ -455,7 +461,7 @@ def bwrap_args(
         "--unshare-all",  # user and cgroup only "-try": insist on them
         "--unshare-user",
         "--unshare-cgroup",
-        *(["--share-net"] if network else []),
+        *(["--share-net"] if network and not slirp else []),
         "--disable-userns",
         "--uid",
         str(SANDBOX_UID),
@@ -474,7 +480,7 @@ def bwrap_args(
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    etc = _etc_files(state_dir, hostname)
+    etc = _etc_files(state_dir, hostname, slirp=slirp)
     for name, path in etc.items():
         args += ["--ro-bind-fd", _file_fd(path, fds), f"/etc/{name}"]
     # bwrap's /dev is a writable, exec-able tmpfs without a size: /dev is made read-only and
@@ -523,6 +529,27 @@ def check_isolation() -> None:
         )
 
 
+def _tun_then_drop(uid: int) -> Callable[[], None]:
+    """preexec of slirp4netns: in a mount namespace of its own, a /dev/net/tun it may open
+    (the host's may be root-only), then drop to the sandbox's uid."""
+    clone_newns, ms_rec, ms_slave, ms_nosuid = 0x20000, 0x4000, 0x80000, 0x2
+    tun_dev = os.makedev(10, 200)
+    drop = _drop_only(uid)
+
+    def run() -> None:
+        if _libc.unshare(clone_newns) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        if _libc.mount(None, b"/", None, ms_rec | ms_slave, None) != 0:
+            raise OSError(ctypes.get_errno(), "mount --make-rslave /")
+        if _libc.mount(b"tmpfs", b"/dev/net", b"tmpfs", ms_nosuid, b"mode=0755,size=4k") != 0:
+            raise OSError(ctypes.get_errno(), "mount tmpfs /dev/net")
+        os.mknod("/dev/net/tun", 0o666 | 0o020000, tun_dev)
+        os.chmod("/dev/net/tun", 0o666)  # noqa: S103 - a private node, in its own mount ns
+        drop()
+
+    return run
+
+
 def _drop_only(uid: int) -> Callable[[], None]:
     def run() -> None:
         os.setgroups([])
@@ -556,6 +583,13 @@ class SandboxNamespace:
         self.hostname = hostname
         self.host_uid = host_uid
         self.network = network
+        # With internet access: a network namespace of its own all the same, given a NATed
+        # link by slirp4netns with the host's loopback cut off; without slirp4netns
+        # installed, the host's network namespace (loopback included).
+        self.slirp = network and shutil.which("slirp4netns") is not None
+        self.share_net = network and not self.slirp
+        self._slirp: subprocess.Popen[bytes] | None = None
+        self._slirp_exit_fd = -1
         self.limits = limits or Limits()
         self.cgroups = cgroups
         self.runtime = list(runtime)
@@ -564,6 +598,8 @@ class SandboxNamespace:
         self.enter_pid: int | None = None
         self._ns_fds: list[int] = []
         self._enter: tuple[list[tuple[int, int]], int] | None = None
+        self._owner_fd = -1
+        self._net_fd = -1
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the init. Call from a long-lived thread (PR_SET_PDEATHSIG follows the thread)."""
@@ -577,6 +613,7 @@ class SandboxNamespace:
                 network=self.network,
                 runtime=self.runtime,
                 fds=fds,
+                slirp=self.slirp,
             )
             self._bwrap = subprocess.Popen(
                 [*argv, "--info-fd", str(write_fd), "--", "sleep", "infinity"],
@@ -631,6 +668,8 @@ class SandboxNamespace:
                         raise IsolationUnavailable(f"the sandbox namespace did not finish setting up: {err}")
                     time.sleep(0.002)
             self._open_namespaces()
+            if self.slirp:
+                self._start_slirp(deadline)
         except BaseException:
             self.kill()
             raise
@@ -666,7 +705,7 @@ class SandboxNamespace:
         self._ns_fds.append(user)
         owner = fcntl.ioctl(user, _NS_GET_PARENT)
         self._ns_fds.append(owner)
-        kinds = ["mnt", "ipc", "uts", "cgroup", "pid"] + ([] if self.network else ["net"])
+        kinds = ["mnt", "ipc", "uts", "cgroup", "pid"] + ([] if self.share_net else ["net"])
         order = [(owner, _CLONE_NEWUSER)]
         for kind in kinds:
             fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
@@ -676,6 +715,49 @@ class SandboxNamespace:
         root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self._ns_fds.append(root)
         self._enter = (order, root)
+        self._owner_fd = owner
+        self._net_fd = next((fd for fd, kind in order if kind == _NS_TYPES["net"]), -1)
+
+    def _start_slirp(self, deadline: float) -> None:
+        """slirp4netns, as the sandbox's uid (it owns the namespaces), gives the namespace a
+        ``tap0`` NATed to the internet, with the host's loopback (10.0.2.2) cut off. It exits
+        when the host closes ``exit-fd`` (or dies)."""
+        ready_r, ready_w = os.pipe()
+        exit_r, exit_w = os.pipe()
+        try:
+            self._slirp = subprocess.Popen(
+                [
+                    "slirp4netns",
+                    "--configure",
+                    "--mtu=65520",
+                    "--disable-host-loopback",
+                    f"--userns-path=/proc/self/fd/{self._owner_fd}",
+                    "--netns-type=path",
+                    f"--ready-fd={ready_w}",
+                    f"--exit-fd={exit_r}",
+                    f"/proc/self/fd/{self._net_fd}",
+                    "tap0",
+                ],
+                pass_fds=(self._owner_fd, self._net_fd, ready_w, exit_r),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_tun_then_drop(self.host_uid),  # noqa: PLW1509 - syscalls only
+            )
+            os.close(ready_w)
+            ready_w = -1
+            os.close(exit_r)
+            exit_r = -1
+            self._slirp_exit_fd = exit_w
+            exit_w = -1
+            ready, _, _ = select.select([ready_r], [], [], max(deadline - time.monotonic(), 1.0))
+            if not ready or os.read(ready_r, 1) != b"1":
+                raise IsolationUnavailable("slirp4netns did not set up the sandbox's network")
+        finally:
+            for fd in (ready_r, ready_w, exit_r, exit_w):
+                if fd >= 0:
+                    os.close(fd)
 
     def _preexec(self, groups: Sequence[Path] = (), *, enter: bool = False) -> Callable[[], None]:
         joined = list(groups)
@@ -779,6 +861,14 @@ class SandboxNamespace:
                 logger.warning("bwrap %s did not exit after SIGKILL", self._bwrap.pid)
             if self._bwrap.stderr:
                 self._bwrap.stderr.close()
+        if self._slirp_exit_fd >= 0:
+            os.close(self._slirp_exit_fd)
+            self._slirp_exit_fd = -1
+        if self._slirp is not None:
+            if self._slirp.poll() is None:
+                self._slirp.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._slirp.wait(timeout=5)
         if self.cgroups is not None:
             self.cgroups.destroy()
         for fd in self._ns_fds:
