@@ -4,15 +4,17 @@
 runners as the local E2B-compatible host) and answers on a Unix socket. Lambda invocations are
 stateless, so the provider reaches it per call with `docker exec ... agent.py call`, which relays
 one JSON request from stdin and the code interpreter's NDJSON events back to stdout.
-`list` and `remove` are one-shot helpers for the files API (they never follow symlinks).
+`list`, `remove` and `write` are one-shot helpers for the files API (they never follow symlinks).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,7 +32,13 @@ sys.path.insert(0, "/opt/sandbox")
 STATE = Path("/.e2b")  # tmpfs; also the kernels' STATE_MOUNT
 SOCKET = STATE / "agent.sock"
 WORKSPACE = "/workspace"
-INTERRUPT_GRACE_SECONDS = 2.0
+SYNC_STDIO = "/opt/sandbox/sync_stdio.js"  # node's stdout to a pipe must not queue in memory
+# A cell that ignores SIGINT this long has its kernel restarted: the caller hears within ~1 s.
+INTERRUPT_GRACE_SECONDS = 0.5
+SWEEP_PASSES = 20  # a fork bomb refills /proc while it is swept: sweep until a pass finds nothing
+EVENT_RESERVE_BYTES = 256 * 1024  # beyond the output budget: the error, the notice, the end line
+MAX_ERROR_FIELD_CHARS = 64 * 1024
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 OOM_CONTROL = Path("/sys/fs/cgroup/memory/memory.oom_control")  # cgroup v1
 OOM_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2
 
@@ -84,11 +92,94 @@ class _Container:
         return _Process(proc)
 
 
+class BudgetSink:
+    """The events of one execution (what the kernels call an OutputSink), counted as the bytes
+    the agent sends for them: a line of JSON each, escapes included (a control character costs
+    6 bytes, `\\n` 2, not 1). When the budget is spent, what fits of the last chunk is kept,
+    `truncated` is set and `full` tells the agent to stop the cell instead of letting it flood."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.limit = limit_bytes
+        self.used = 0
+        self.truncated = False
+        self.full = asyncio.Event()
+        self.muted = False  # after a stop for output: the interrupt's own error is not the cell's
+
+    def emit(self, event: dict[str, Any], *, always: bool = False) -> bool:
+        size = len(json.dumps(event)) + 1
+        if not always and (self.truncated or self.used + size > self.limit):
+            self._overflow()
+            return False
+        self.used += size
+        self.queue.put_nowait(event)
+        return True
+
+    def _overflow(self) -> None:
+        if not self.truncated:
+            self.truncated = True
+            notice = f"\n[output truncated after {self.limit} bytes; the cell was stopped]\n"
+            self.emit({"type": "stderr", "text": notice, "timestamp": time.time_ns()}, always=True)
+        self.full.set()
+
+    def stream(self, name: str, text: str) -> None:
+        if not text or self.truncated:
+            return
+        event = {"type": name, "text": text, "timestamp": time.time_ns()}
+        if self.emit(event, always=self.used + len(json.dumps(event)) + 1 <= self.limit):
+            return
+        # Keep the longest head that fits (each character costs 1 to 12 bytes once escaped).
+        room = self.limit - self.used - len(json.dumps({**event, "text": ""})) - 1
+        low, high = 0, min(len(text), max(room, 0))
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(json.dumps(text[:middle])) - 2 <= room:
+                low = middle
+            else:
+                high = middle - 1
+        if low:
+            self.emit({**event, "text": text[:low]}, always=True)
+        self._overflow()
+
+    def result(self, data: dict[str, Any], is_main: bool) -> None:
+        from e2b_host.kernels import _MIME_KEYS  # noqa: PLC0415 - only inside the container
+
+        data = dict(data)
+        event: dict[str, Any] = {"type": "result"}
+        for mime, key in _MIME_KEYS.items():
+            if mime in data:
+                event[key] = data.pop(mime)
+        text = event.get("text")
+        if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] == "'":
+            event["text"] = text[1:-1]
+        event["extra"] = data
+        event["is_main_result"] = is_main
+        self.emit(event)
+
+    def error(self, name: str, value: str, traceback: str) -> None:
+        if self.muted:
+            return
+        fields = (name, value, traceback)
+        name, value, traceback = (f[:MAX_ERROR_FIELD_CHARS] for f in fields)
+        # Counted, but always sent: EVENT_RESERVE_BYTES keeps room for it beyond the budget.
+        self.emit({"type": "error", "name": name, "value": value, "traceback": traceback}, always=True)
+
+    def execution_count(self, count: int) -> None:
+        self.emit({"type": "number_of_executions", "execution_count": count}, always=True)
+
+
 class Agent:
     def __init__(self) -> None:
         from e2b_host.kernels import KERNEL_CLASSES  # noqa: PLC0415 - only inside the container
 
-        self._classes = KERNEL_CLASSES
+        node = KERNEL_CLASSES["javascript"]
+
+        class SyncStdioNodeKernel(node):  # type: ignore[misc,valid-type]
+            def argv(self) -> list[str]:
+                binary, *rest = super().argv()
+                return [binary, "--require", SYNC_STDIO, *rest]
+
+        self._classes = {**KERNEL_CLASSES, "javascript": SyncStdioNodeKernel}
         self._kernels: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._container = _Container()
@@ -126,10 +217,10 @@ class Agent:
     async def execute(
         self, request: dict[str, Any], writer: asyncio.StreamWriter, caller: int | None
     ) -> None:
-        from e2b_host.kernels import KernelDied, OutputSink  # noqa: PLC0415
+        from e2b_host.kernels import KernelDied  # noqa: PLC0415
 
         language = request["language"]
-        sink = OutputSink(int(request.get("output_limit", 1 << 20)))
+        sink = BudgetSink(int(request.get("output_limit", 1 << 20)))
         oom_before = _oom_kills()
         status = "ok"
         try:
@@ -147,10 +238,28 @@ class Agent:
 
         if kernel is not None:
             task = asyncio.create_task(run())
-            done, _ = await asyncio.wait({task}, timeout=float(request.get("timeout", 20)))
-            if not done:
-                status = "timeout"
-                await self.stop_runaway(kernel, task, spare={caller} if caller else set())
+            flooded = asyncio.create_task(sink.full.wait())
+            await asyncio.wait(
+                {task, flooded},
+                timeout=float(request.get("timeout", 20)),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            flooded.cancel()
+            if not task.done():
+                # Out of time, or out of output budget: either way the cell is stopped now, so
+                # the caller hears at once and the next call finds the kernel free.
+                spare = {caller} if caller else set()
+                if sink.full.is_set():
+                    sink.muted = True
+                    await self.stop_runaway(kernel, task, spare=spare)
+                    sink.muted = False
+                    limit = sink.limit
+                    sink.error(
+                        "OutputLimitExceeded", f"the cell wrote more than {limit} bytes and was stopped", ""
+                    )
+                else:
+                    status = "timeout"
+                    await self.stop_runaway(kernel, task, spare=spare)
         while not sink.queue.empty():
             event = sink.queue.get_nowait()
             if event is not None:
@@ -172,7 +281,7 @@ class Agent:
                 await task
         # Daemonized grandchildren (setsid, double fork) left the kernel's process group.
         kernels = {k.proc.pid for k in self._kernels.values() if k.alive() and k.proc}
-        sweep(keep={os.getpid(), *kernels, *spare})
+        sweep_all(keep={os.getpid(), *kernels, *spare})
 
 
 async def _send(writer: asyncio.StreamWriter, event: dict[str, Any]) -> None:
@@ -199,6 +308,18 @@ def _oom_kills() -> int:
     return 0
 
 
+def sweep_all(keep: set[int]) -> int:
+    """Sweep until a pass finds nothing left to kill: a fork bomb forks while it is swept."""
+    killed = 0
+    for _ in range(SWEEP_PASSES):
+        found = sweep(keep)
+        killed += found
+        if not found:
+            break
+        time.sleep(0.01)
+    return killed
+
+
 def sweep(keep: set[int]) -> int:
     """SIGKILL every process of the container but PID 1 (init) and `keep`."""
     killed = 0
@@ -206,12 +327,20 @@ def sweep(keep: set[int]) -> int:
         if not entry.isdigit():
             continue
         pid = int(entry)
-        if pid == 1 or pid in keep:
+        if pid == 1 or pid in keep or _zombie(pid):
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
             killed += 1
     return killed
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            return stat_file.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True  # gone already
 
 
 async def serve() -> None:
@@ -297,6 +426,81 @@ def remove(path: str) -> int:
     return 0
 
 
+def write(root: str, relative: str) -> int:
+    """Write stdin to `root`/`relative` without ever losing what is there: missing parent
+    directories are created, but a parent that is a file or a link, or a target that is not a
+    regular file, is a conflict (nothing removed or replaced). Links are never followed (each
+    component is opened with O_NOFOLLOW from a directory fd). A regular file is replaced
+    atomically: the data goes to a temporary name in the same directory, then rename(2) —
+    which itself refuses to replace a directory swapped in meanwhile (EISDIR)."""
+    data = sys.stdin.buffer.read()
+    *parents, name = Path(relative).parts
+    walked = root
+    directory = os.open(root, DIRECTORY_FLAGS)
+    temporary = None
+    try:
+        for part in parents:
+            walked = f"{walked}/{part}"
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=directory)
+            try:
+                child = os.open(
+                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory
+                )
+            except OSError as exc:
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                    return _fail("conflict", f"{walked} exists and is not a directory")
+                raise
+            os.close(directory)
+            directory = child
+        target = f"{walked}/{name}"
+        existing = _lstat_at(name, directory)
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            return _fail("conflict", f"{target} exists and is {_kind(existing.st_mode)}, not a file")
+        temporary = f".sgw-write-{secrets.token_hex(8)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temporary, flags, 0o644, dir_fd=directory)
+        with os.fdopen(fd, "wb") as out:
+            if existing is not None:
+                os.fchmod(out.fileno(), stat.S_IMODE(existing.st_mode))
+            out.write(data)
+        existing = _lstat_at(name, directory)
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            return _fail("conflict", f"{target} exists and is {_kind(existing.st_mode)}, not a file")
+        try:
+            os.rename(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+        except IsADirectoryError:
+            return _fail("conflict", f"{target} exists and is a directory, not a file")
+        temporary = None
+    except FileNotFoundError:
+        return _fail("not_found", f"{walked} does not exist")
+    except OSError as exc:
+        codes = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EFBIG: "too_large"}
+        return _fail(codes.get(exc.errno or 0, "invalid"), f"{relative} cannot be written ({exc.strerror})")
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=directory)
+        os.close(directory)
+    print(json.dumps({"written": f"{root}/{relative}", "size": len(data)}))
+    return 0
+
+
+def _lstat_at(name: str, directory: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "a special file"
+
+
 def _fail(code: str, message: str) -> int:
     print(json.dumps({"error": code, "message": message}))
     return 0
@@ -313,8 +517,10 @@ def main(argv: list[str]) -> int:
         return list_dir(argv[2])
     if command == "remove":
         return remove(argv[2])
+    if command == "write":
+        return write(argv[2], argv[3])
     if command == "sweep":
-        print(json.dumps({"killed": sweep(keep={os.getpid(), *map(int, argv[2:])})}))
+        print(json.dumps({"killed": sweep_all(keep={os.getpid(), *map(int, argv[2:])})}))
         return 0
     print(f"unknown command {command}", file=sys.stderr)
     return 2

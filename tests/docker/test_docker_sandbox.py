@@ -4,9 +4,7 @@ cleanup. Every case here is something that has gone wrong in other code runners.
 from __future__ import annotations
 
 import os
-import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -24,29 +22,9 @@ from sandbox_gateway.models.execution import CodeRun, ExecutionStatus
 from sandbox_gateway.models.files import FileType
 from sandbox_gateway.ports import SandboxRef, SandboxSpec
 
-from tests.support.docker_engine import require_docker_image
+from tests.support import docker_engine
 
 ENVIRONMENT = next(e for e in BUILT_IN_ENVIRONMENTS if e.name == "docker-python")
-SETTINGS = Settings(docker_memory_mb=256, docker_pids_limit=64)
-
-
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    require_docker_image()
-    return docker.from_env()
-
-
-@pytest.fixture(scope="module")
-def provider(engine: docker.DockerClient) -> DockerSandboxProvider:
-    return DockerSandboxProvider(SETTINGS)
-
-
-@pytest.fixture
-def sandbox(provider: DockerSandboxProvider, request: pytest.FixtureRequest) -> Iterator[SandboxRef]:
-    session_id = "ses_docker_" + re.sub(r"[^a-z0-9]", "", request.node.name.lower())[:40]
-    sandbox_id = provider.create(SandboxSpec(session_id, "tenant-docker", ENVIRONMENT, 300))
-    yield SandboxRef(sandbox_id, session_id, ENVIRONMENT, int(time.time()) + 300)
-    provider.kill(sandbox_id)
 
 
 def run(provider: DockerSandboxProvider, ref: SandboxRef, code: str, timeout: int = 20, **kw: Any):
@@ -56,9 +34,7 @@ def run(provider: DockerSandboxProvider, ref: SandboxRef, code: str, timeout: in
 
 
 def processes(engine: docker.DockerClient, ref: SandboxRef) -> list[str]:
-    script = 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline; echo; done'
-    output = engine.containers.get(ref.sandbox_id).exec_run(["sh", "-c", script]).output.decode()
-    return [line for line in output.splitlines() if line.strip()]
+    return docker_engine.processes(engine, ref.sandbox_id)
 
 
 def test_container_is_created_with_the_hardening_that_holds(
@@ -112,8 +88,9 @@ def test_writes_outside_the_workspace_are_refused(
     provider: DockerSandboxProvider, sandbox: SandboxRef
 ) -> None:
     for path in ("/etc/evil", "/opt/sandbox/agent.py", "/usr/bin/evil"):
-        with pytest.raises(InvalidFileOperation):
+        with pytest.raises(InvalidFileOperation) as refused:
             provider.write_file(sandbox, path, b"x")
+        assert type(refused.value) is InvalidFileOperation and refused.value.code == "invalid_file_operation"
     outcome = run(provider, sandbox, "open('/etc/evil', 'w')")
     assert outcome.error is not None and outcome.error.name in ("OSError", "PermissionError")
     # /tmp is writable but not executable.
@@ -130,19 +107,20 @@ def test_a_planted_symlink_is_never_followed(
 ) -> None:
     run(provider, sandbox, "import os\nos.symlink('/etc/passwd', 'link')\nos.symlink('/etc', 'etcdir')")
 
-    with pytest.raises(InvalidFileOperation):
+    with pytest.raises(InvalidFileOperation) as refused:
         provider.read_file(sandbox, "/workspace/link", 1_000_000)
+    assert type(refused.value) is InvalidFileOperation
     entries = {e.name: e.type for e in provider.list_files(sandbox, "/workspace")}
     assert entries == {"link": FileType.SYMLINK, "etcdir": FileType.SYMLINK}
-    # Writing through a directory link replaces the link by a real directory: nothing reaches /etc.
-    provider.write_file(sandbox, "/workspace/etcdir/evil", b"x")
+    # Writing through a directory link, or onto a link, is refused: nothing reaches /etc, and
+    # the links stay as they were (a write never replaces a path of another type).
+    for path in ("/workspace/etcdir/evil", "/workspace/link"):
+        with pytest.raises(InvalidFileOperation) as refused:
+            provider.write_file(sandbox, path, b"x")
+        assert type(refused.value) is InvalidFileOperation and "nothing was changed" in refused.value.message
     container = engine.containers.get(sandbox.sandbox_id)
     assert container.exec_run(["test", "-e", "/etc/evil"]).exit_code == 1
-    assert {e.name: e.type for e in provider.list_files(sandbox, "/workspace")}[
-        "etcdir"
-    ] == FileType.DIRECTORY
-    provider.write_file(sandbox, "/workspace/link", b"replaced the link, not its target")
-    assert provider.read_file(sandbox, "/workspace/link", 1000) == b"replaced the link, not its target"
+    assert {e.name: e.type for e in provider.list_files(sandbox, "/workspace")} == entries
     passwd = engine.containers.get(sandbox.sandbox_id).exec_run(["head", "-1", "/etc/passwd"]).output
     assert passwd.startswith(b"root:x:0:0")
 
@@ -211,11 +189,12 @@ def test_expired_containers_are_reaped_on_access_and_by_the_reaper(
     kept = provider.create(SandboxSpec("ses_docker_extended", "tenant-docker", ENVIRONMENT, 1))
     time.sleep(1.1)
 
-    with pytest.raises(SandboxGone):
+    with pytest.raises(SandboxGone) as gone:
         provider.execute(
             SandboxRef(first, "ses_docker_expired_a", ENVIRONMENT, int(time.time()) - 1),
             CodeRun("1", Language.PYTHON, 5),
         )
+    assert type(gone.value) is SandboxGone and gone.value.code == "sandbox_gone"
     removed = provider.reap(still_live=lambda tenant, session: session == "ses_docker_extended")
 
     assert second in removed and kept not in removed
@@ -228,13 +207,16 @@ def test_a_failed_create_leaves_nothing_behind(
     provider: DockerSandboxProvider, engine: docker.DockerClient
 ) -> None:
     missing_image = ENVIRONMENT.model_copy(update={"template": "sandbox-gateway/no-such-image:1"})
-    with pytest.raises(ProviderError):
+    with pytest.raises(ProviderError) as failed:
         provider.create(SandboxSpec("ses_docker_failed", "tenant-docker", missing_image, 60))
+    assert type(failed.value) is ProviderError and failed.value.code == "provider_error"
+    assert "build.sh" in failed.value.message
     assert not [c for c in engine.containers.list(all=True) if c.name == "sgw-ses_docker_failed"]
     assert not [v for v in engine.volumes.list() if v.name.startswith("sgw-ses_docker_failed")]
 
 
 def test_engine_down_is_provider_unavailable() -> None:
     down = DockerSandboxProvider(Settings(docker_host="unix:///nonexistent/docker.sock"))
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as down_error:
         down.create(SandboxSpec("ses_docker_down", "tenant-docker", ENVIRONMENT, 60))
+    assert type(down_error.value) is ProviderUnavailable and down_error.value.code == "provider_unavailable"

@@ -34,6 +34,7 @@ from sandbox_gateway.models.errors import (
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
+    SandboxDiskFull,
     SandboxGone,
 )
 from sandbox_gateway.models.execution import CodeRun, ExecutionOutcome, ExecutionStatus
@@ -54,6 +55,11 @@ LABEL_OWNER = f"{LABEL}.owner"
 READY_TIMEOUT_SECONDS = 60
 AGENT_GRACE_SECONDS = 15  # beyond the code's own timeout: interrupt, kernel restart, sweep
 FILE_OP_TIMEOUT_SECONDS = 20
+# Beyond the agent's output budget: its error, truncation notice and end line (EVENT_RESERVE_BYTES
+# in the agent). More than that is a misbehaving agent: the answer is cut there, never a 5xx.
+AGENT_RESERVE_BYTES = 512 * 1024
+GONE_CHECK_SECONDS = 3.0
+ORPHAN_GRACE_SECONDS = 300  # a volume without a container is reaped only after this long
 # Only these reach the container: nothing of the host's environment leaks in.
 BASE_ENVIRONMENT = {
     "HOME": "/home/user",
@@ -137,9 +143,10 @@ class DockerSandboxProvider:
                     init=True,
                 )
                 container.start()
-                self._agent(
-                    container, {"op": "ready", "language": env.default_language.value}, READY_TIMEOUT_SECONDS
-                )
+                request = {"op": "ready", "language": env.default_language.value}
+                lines, _ = self._agent(container, request, READY_TIMEOUT_SECONDS, 64 * 1024)
+                if not lines or _json_line(lines[-1]).get("type") != "ready":
+                    raise ProviderError("the sandbox agent did not start")
             except BaseException:
                 # Nothing leaks: no container, no volume survives a failed create.
                 self._remove(client, name)
@@ -161,28 +168,37 @@ class DockerSandboxProvider:
     ) -> list[str]:
         """Remove this owner's containers past their labelled expiry, unless `still_live(tenant,
         session)` says a keep-alive extended them (labels cannot change; the session store can);
-        with `everything`, all of this owner's containers. Then volumes left without a container."""
+        with `everything`, all of this owner's containers. Then volumes left without a container.
+        Cheap enough to run every ~30 s: one listing by label (no per-container inspect), the
+        session store consulted only for containers whose label says they expired."""
         now = int(self._clock())
         removed = []
         owned = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={self._settings.docker_owner}"]}
         with self._engine("reap expired sandboxes") as client:
-            for container in client.containers.list(all=True, filters=owned):
-                labels = container.labels
-                expired = everything or int(labels.get(LABEL_EXPIRES, "0")) <= now
-                if not expired:
+            for summary in client.api.containers(all=True, filters=owned):
+                labels = summary.get("Labels") or {}
+                name = (summary.get("Names") or ["/"])[0].lstrip("/")
+                try:
+                    expired = everything or int(labels.get(LABEL_EXPIRES, "0")) <= now
+                except ValueError:
+                    expired = True
+                if not expired or not name:
                     continue
                 if still_live is not None and still_live(
                     labels.get(LABEL_TENANT, ""), labels.get(LABEL_SESSION, "")
                 ):
                     continue
-                self._remove(client, container.name)
-                removed.append(container.name)
+                self._remove(client, name)
+                removed.append(name)
             in_use = {
-                c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+                (c.get("Names") or ["/"])[0].lstrip("/")
+                for c in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
             }
             for volume in client.volumes.list(filters=owned):
                 owner = volume.name.rsplit("-", 1)[0]
-                if owner not in in_use:
+                # A create makes its volumes just before its container: leave young ones alone.
+                young = _age_seconds(volume.attrs.get("CreatedAt"), now) <= ORPHAN_GRACE_SECONDS
+                if owner not in in_use and (everything or not young):
                     _ignore_missing(volume.remove, force=True)
         return removed
 
@@ -195,15 +211,26 @@ class DockerSandboxProvider:
             "timeout": run.timeout_seconds,
             "output_limit": self._settings.docker_output_limit_bytes,
         }
+        limit = self._settings.docker_output_limit_bytes + AGENT_RESERVE_BYTES
         with self._sandbox(ref, "run code") as container:
             started = time.perf_counter()
-            lines = self._agent(container, request, run.timeout_seconds + AGENT_GRACE_SECONDS)
+            lines, cut = self._agent(container, request, run.timeout_seconds + AGENT_GRACE_SECONDS, limit)
             elapsed_ms = (time.perf_counter() - started) * 1000
-        end = json.loads(lines[-1]) if lines else {}
-        if end.get("type") != "end_of_execution":
-            raise ProviderError(f"the sandbox agent gave no result ({end.get('message', 'no output')})")
+            end = _json_line(lines[-1]) if lines else {}
+            if end.get("type") != "end_of_execution" and not cut:
+                if self._gone(container):  # removed under the exec: a DELETE won the race
+                    raise SandboxGone("the session's sandbox was removed while the code ran")
+                raise ProviderError("the sandbox agent gave no result")
+        if cut:  # the agent overran its own budget: keep what came, say it was cut
+            lines, end = [line for line in lines if _json_line(line)], {"truncated": True}
+        elif end.get("status") not in set(ExecutionStatus):
+            raise ProviderError("the sandbox agent gave an unknown status")
+        try:
+            execution = execution_from_ndjson(lines if cut else lines[:-1])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # the SDK's parser on odd lines
+            raise ProviderError("the sandbox agent gave an unreadable result") from exc
         outcome = outcome_from_execution(
-            execution_from_ndjson(lines[:-1]),
+            execution,
             elapsed_ms,
             status=ExecutionStatus(end.get("status", "ok")),
             truncated=bool(end.get("truncated")),
@@ -216,7 +243,7 @@ class DockerSandboxProvider:
     # --- files -------------------------------------------------------------------------------
     def list_files(self, ref: SandboxRef, directory: str) -> list[FileEntry]:
         with self._sandbox(ref, "list files") as container:
-            answer = self._helper(container, "list", directory)
+            answer = self._helper(container, ["list", directory], directory)
         return [
             FileEntry(
                 name=entry["name"],
@@ -238,19 +265,25 @@ class DockerSandboxProvider:
                 raise InvalidFileOperation(f"{path} is a symbolic link; links are not followed")
             if size > max_bytes:
                 raise PayloadTooLarge(f"{path} is {size} bytes; the limit is {max_bytes}")
-            archive = _read_bounded(stream, max_bytes + 64 * 1024)
+            try:
+                archive = _read_bounded(stream, max_bytes + 64 * 1024)
+            except (OSError, _docker_errors().DockerException, *_stream_errors()) as exc:
+                # The Engine ends the stream early when the path changes under it (a swap race).
+                raise InvalidFileOperation(f"{path} changed while it was read; read it again") from exc
         return _single_regular_file(archive, path, max_bytes)
 
     def write_file(self, ref: SandboxRef, path: str, data: bytes) -> FileEntry:
+        """Written by the agent inside the container (never on the host, never through a link):
+        an existing directory, link or special file, or a parent that is not a directory, is
+        refused rather than replaced; a regular file is replaced atomically (temp + rename)."""
         root, relative = self._split_root(path)
-        archive = _tar_with_parents(relative, data, self._clock())
         with self._sandbox(ref, "write the file") as container:
-            self._call(lambda: container.client.api.put_archive(container.id, root, archive), path)
+            self._helper(container, ["write", root, relative], path, stdin=data)
         return FileEntry(name=PurePosixPath(path).name, path=path, type=FileType.FILE, size=len(data))
 
     def delete_file(self, ref: SandboxRef, path: str) -> None:
         with self._sandbox(ref, "delete the file") as container:
-            self._helper(container, "remove", path)
+            self._helper(container, ["remove", path], path)
 
     def _split_root(self, path: str) -> tuple[str, str]:
         """The volume a path lives on (puts must land on one) and the path inside it."""
@@ -261,56 +294,115 @@ class DockerSandboxProvider:
         raise InvalidFileOperation(f"{path} is not on a writable sandbox volume")
 
     # --- talking to the container ----------------------------------------------------------
-    def _agent(self, container: Any, request: dict[str, Any], timeout: float) -> list[str]:
-        """One request to the in-container agent through `docker exec`, bounded in time."""
+    def _agent(
+        self, container: Any, request: dict[str, Any], timeout: float, limit: int
+    ) -> tuple[list[str], bool]:
+        """One request to the in-container agent through `docker exec`, bounded in time and
+        size; says whether the answer was cut at `limit` (the runaway is swept then)."""
         payload = (json.dumps(request) + "\n").encode()
-        output = self._exec(container, [*AGENT, "call"], payload, timeout)
+        output, cut = self._exec(container, [*AGENT, "call"], payload, timeout, limit)
         lines = output.decode("utf-8", "replace").splitlines()
-        if lines and json.loads(lines[-1]).get("type") == "agent_error":
-            raise ProviderError(f"the sandbox agent failed: {json.loads(lines[-1]).get('message')}")
-        return lines
+        if cut:
+            lines = lines[:-1]  # the last line is incomplete
+        elif lines and _json_line(lines[-1]).get("type") == "agent_error":
+            # Its text is the agent's (exception text, paths): logged, not passed on.
+            logger.warning("sandbox agent failed", extra={"detail": lines[-1][:2000]})
+            raise ProviderError("the sandbox agent failed")
+        return lines, cut
 
-    def _helper(self, container: Any, command: str, path: str) -> dict[str, Any]:
-        output = self._exec(container, [*AGENT, command, path], b"", FILE_OP_TIMEOUT_SECONDS)
-        answer = json.loads(output or b"{}")
+    def _helper(self, container: Any, command: list[str], path: str, stdin: bytes = b"") -> dict[str, Any]:
+        """A one-shot files helper of the agent. Messages are ours, about the caller's path:
+        the answer comes from inside the sandbox, where code can tamper with it."""
+        output, cut = self._exec(
+            container, [*AGENT, *command], stdin, FILE_OP_TIMEOUT_SECONDS, self._settings.max_response_bytes
+        )
+        answer = _json_line(output.decode("utf-8", "replace")) if not cut else {}
+        if not answer:
+            if self._gone(container):
+                raise SandboxGone("the session's sandbox was removed during the file operation")
+            raise ProviderError("the sandbox gave no answer to a file operation")
         error = answer.get("error")
+        if error is None:
+            return answer
+        detail = str(answer.get("message") or "")
         if error == "not_found":
-            raise FileNotFound(answer["message"])
-        if error:
-            raise InvalidFileOperation(answer.get("message", error))
-        return dict(answer)
+            raise FileNotFound(f"{path} does not exist")
+        if error == "conflict":
+            kind = next((k for k in _CONFLICTS if f"is {k}" in detail), None)
+            why = f"it is {kind}" if kind else "one of its parents is a file or a link, not a directory"
+            raise InvalidFileOperation(f"{path} cannot be written: {why}; nothing was changed")
+        if error == "disk_full":
+            raise SandboxDiskFull(f"the sandbox has no space left to write {path}")
+        if error == "too_large":
+            raise PayloadTooLarge(f"{path} would exceed the sandbox's file size limit")
+        if error == "not_a_directory":
+            raise InvalidFileOperation(f"{path} is not a directory")
+        raise InvalidFileOperation(f"{path} cannot be used for this operation")
 
-    def _exec(self, container: Any, command: list[str], stdin: bytes, timeout: float) -> bytes:
-        # exec_run has no timeout, and an exec cannot be killed through the API: the socket is
-        # bounded here, and a runaway is ended from a second exec (the agent's sweep).
+    def _exec(
+        self, container: Any, command: list[str], stdin: bytes, timeout: float, limit: int
+    ) -> tuple[bytes, bool]:
+        """stdout of one exec, and whether it was cut at `limit` bytes. exec_run has no timeout
+        and an exec cannot be killed through the API: the socket is bounded here, and a runaway
+        is ended from a second exec (the agent's sweep). A container removed under the exec
+        (a DELETE racing it) is SandboxGone, not a provider failure."""
         from docker.utils.socket import frames_iter  # noqa: PLC0415 - docker-py is local-only
 
         api = container.client.api
-        exec_id = api.exec_create(container.id, command, stdin=True, user=SANDBOX_USER, workdir="/workspace")[
-            "Id"
-        ]
-        sock = api.exec_start(exec_id, socket=True)
+        errors = _docker_errors()
+        try:
+            exec_id = api.exec_create(
+                container.id, command, stdin=True, user=SANDBOX_USER, workdir="/workspace"
+            )["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+        except errors.APIError as exc:
+            if self._gone(container):
+                raise SandboxGone("the session's sandbox no longer exists") from exc
+            raise
         raw = getattr(sock, "_sock", sock)
         raw.settimeout(timeout)
         chunks: list[bytes] = []
         received = 0
-        limit = self._settings.max_response_bytes * 2
+        cut = False
         try:
             if stdin:
                 raw.sendall(stdin)
             raw.shutdown(socket.SHUT_WR)
             for stream, data in frames_iter(sock, tty=False):
                 if stream == 1:
+                    chunks.append(data[: max(limit - received, 0)])
                     received += len(data)
                     if received > limit:
-                        raise ProviderError("the sandbox agent sent more output than any response can hold")
-                    chunks.append(data)
+                        cut = True
+                        break
         except (TimeoutError, OSError) as exc:
+            if self._gone(container):
+                raise SandboxGone("the session's sandbox was removed while it was in use") from exc
             self._exec_sweep(container)
             raise ProviderTimeout("the sandbox did not answer in time") from exc
         finally:
             sock.close()
-        return b"".join(chunks)
+        if cut:
+            self._exec_sweep(container)
+        return b"".join(chunks), cut
+
+    def _gone(self, container: Any) -> bool:
+        """Whether the container was removed or stopped, checked after an exec went wrong. A
+        removal kills the exec before the container leaves `running`: watch it for a moment."""
+        errors = _docker_errors()
+        deadline = time.monotonic() + GONE_CHECK_SECONDS
+        while True:
+            try:
+                container.reload()
+            except errors.NotFound:
+                return True
+            except (errors.DockerException, OSError):
+                return False
+            if container.status != "running":
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
     def _exec_sweep(self, container: Any) -> None:
         try:
@@ -384,6 +476,9 @@ class DockerSandboxProvider:
             _ignore_missing(lambda m=mount: client.volumes.get(f"{name}-{m}").remove(force=True))
 
 
+# What the agent names in a conflict, as said to the caller.
+_CONFLICTS = ("a directory", "a symbolic link", "a special file")
+
 # Go's os.FileMode bits, as the Engine reports them in the archive's stat header.
 _GO_MODE_DIR = 1 << 31
 _GO_MODE_SYMLINK = 1 << 27
@@ -393,6 +488,37 @@ def _docker_errors() -> Any:
     import docker.errors  # noqa: PLC0415
 
     return docker.errors
+
+
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    import requests  # noqa: PLC0415 - docker-py's transport
+    import urllib3.exceptions  # noqa: PLC0415
+
+    return (requests.RequestException, urllib3.exceptions.HTTPError)
+
+
+def _age_seconds(created_at: object, now: int) -> float:
+    """Age of an Engine timestamp (RFC 3339, maybe with nanoseconds); 0 when unreadable."""
+    if not isinstance(created_at, str):
+        return 0.0
+    text = created_at.replace("Z", "+00:00")
+    head, dot, tail = text.partition(".")
+    if dot:  # Python wants at most microseconds
+        digits = "".join(ch for ch in tail if ch.isdigit())
+        text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
+    try:
+        return now - datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _json_line(line: str) -> dict[str, Any]:
+    """One JSON object line from the agent; {} for anything else (it may be tampered with)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _ignore_missing(call: Callable[..., Any], **kwargs: Any) -> None:
@@ -425,29 +551,19 @@ def _read_bounded(stream: Iterator[bytes], limit: int) -> bytes:
 def _single_regular_file(archive: bytes, path: str, max_bytes: int) -> bytes:
     """The one regular file in a tar from the Engine; anything else (a link, a device, several
     members) is refused. Parsed in memory: nothing is ever extracted on the host."""
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-        members = tar.getmembers()
-        if len(members) != 1 or not members[0].isreg():
-            raise InvalidFileOperation(f"{path} is not a regular file")
-        if members[0].size > max_bytes:
-            raise PayloadTooLarge(f"{path} is larger than the limit of {max_bytes} bytes")
-        extracted = tar.extractfile(members[0])
-        assert extracted is not None  # a regular member always has content
-        return extracted.read()
-
-
-def _tar_with_parents(relative: str, data: bytes, now: float) -> bytes:
-    """A tar holding the file and its parent directories, all owned by the sandbox user."""
-    buffer = io.BytesIO()
-    parts = PurePosixPath(relative).parts
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for depth in range(1, len(parts)):
-            directory = tarfile.TarInfo("/".join(parts[:depth]))
-            directory.type, directory.mode = tarfile.DIRTYPE, 0o755
-            directory.uid, directory.gid, directory.mtime = UID, GID, int(now)
-            tar.addfile(directory)
-        member = tarfile.TarInfo(relative)
-        member.size, member.mode = len(data), 0o644
-        member.uid, member.gid, member.mtime = UID, GID, int(now)
-        tar.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+            members = tar.getmembers()
+            if len(members) != 1 or not members[0].isreg():
+                raise InvalidFileOperation(f"{path} is not a regular file")
+            if members[0].size > max_bytes:
+                raise PayloadTooLarge(f"{path} is larger than the limit of {max_bytes} bytes")
+            extracted = tar.extractfile(members[0])
+            assert extracted is not None  # a regular member always has content
+            data = extracted.read()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        # A tar cut short: the path was swapped (file, directory, link) while the Engine read it.
+        raise InvalidFileOperation(f"{path} changed while it was read; read it again") from exc
+    if len(data) != members[0].size:
+        raise InvalidFileOperation(f"{path} changed while it was read; read it again")
+    return data
