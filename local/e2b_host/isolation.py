@@ -10,8 +10,8 @@ the venv are bound read-only; ``/home/user``, ``/workspace``, ``/root`` (one siz
 inode-limited tmpfs), ``/tmp`` and ``/dev/shm`` (one each, ``noexec``) are the only writable
 paths; ``/proc`` and ``/dev`` (read-only) are fresh. Nothing else of the host is there: no
 ``/run``, ``/var``, ``/sys``, Docker socket or home directory. A sandbox with internet access
-gets a NATed link from slirp4netns (without the host's loopback), or, without slirp4netns,
-the host's network namespace.
+gets a NATed link from slirp4netns (without the host's loopback); without slirp4netns it
+gets no network at all (fail closed: never the host's network namespace).
 
 Processes are started by the host after it has joined the sandbox's cgroups, set its rlimits
 and dropped to ``host_uid``: they enter the namespaces (``setns``), drop what entering a user
@@ -443,7 +443,6 @@ def bwrap_args(
     state_dir: Path,
     hostname: str,
     *,
-    network: bool,
     runtime: Sequence[tuple[str, str]],
     fds: list[int],
     slirp: bool = False,
@@ -461,7 +460,6 @@ def bwrap_args(
         "--unshare-all",  # user and cgroup only "-try": insist on them
         "--unshare-user",
         "--unshare-cgroup",
-        *(["--share-net"] if network and not slirp else []),
         "--disable-userns",
         "--uid",
         str(SANDBOX_UID),
@@ -584,10 +582,11 @@ class SandboxNamespace:
         self.host_uid = host_uid
         self.network = network
         # With internet access: a network namespace of its own all the same, given a NATed
-        # link by slirp4netns with the host's loopback cut off; without slirp4netns
-        # installed, the host's network namespace (loopback included).
+        # link by slirp4netns with the host's loopback cut off. Without slirp4netns it stays
+        # offline: sharing the host's namespace would hand it the host's loopback services.
         self.slirp = network and shutil.which("slirp4netns") is not None
-        self.share_net = network and not self.slirp
+        if network and not self.slirp:
+            logger.warning("slirp4netns is not installed: sandboxes with internet access get no network")
         self._slirp: subprocess.Popen[bytes] | None = None
         self._slirp_exit_fd = -1
         self.limits = limits or Limits()
@@ -610,7 +609,6 @@ class SandboxNamespace:
                 self.fs_root,
                 self.state_dir,
                 self.hostname,
-                network=self.network,
                 runtime=self.runtime,
                 fds=fds,
                 slirp=self.slirp,
@@ -705,7 +703,7 @@ class SandboxNamespace:
         self._ns_fds.append(user)
         owner = fcntl.ioctl(user, _NS_GET_PARENT)
         self._ns_fds.append(owner)
-        kinds = ["mnt", "ipc", "uts", "cgroup", "pid"] + ([] if self.share_net else ["net"])
+        kinds = ["mnt", "ipc", "uts", "cgroup", "pid", "net"]
         order = [(owner, _CLONE_NEWUSER)]
         for kind in kinds:
             fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
