@@ -343,8 +343,44 @@ def _zombie(pid: int) -> bool:
         return True  # gone already
 
 
+# ipykernel sends a cell's output every 0.2 s: a cell writing faster than the agent can be told
+# grows that buffer until the kernel runs out of memory, and nothing shows. Flushing every
+# 256 KiB makes the writer wait for the output to leave, so a flood is counted, cut and stopped.
+IPYTHON_STARTUP = "00-sandbox-gateway-bounded-output.py"
+BOUNDED_OUTPUT = """\
+import sys
+
+
+def _sandbox_gateway_bound(stream, limit=256 * 1024):
+    write, pending = stream.write, [0]
+
+    def bounded_write(text):
+        written = write(text)
+        pending[0] += len(text)
+        if pending[0] > limit:
+            pending[0] = 0
+            stream.flush()
+        return written
+
+    stream.write = bounded_write
+
+
+for _stream in (sys.stdout, sys.stderr):
+    _sandbox_gateway_bound(_stream)
+del _stream, _sandbox_gateway_bound
+"""
+
+
+def _install_ipython_startup() -> None:
+    startup = Path(os.environ.get("HOME", "/home/user")) / ".ipython/profile_default/startup"
+    with contextlib.suppress(OSError):
+        startup.mkdir(parents=True, exist_ok=True)
+        (startup / IPYTHON_STARTUP).write_text(BOUNDED_OUTPUT)
+
+
 async def serve() -> None:
     STATE.mkdir(exist_ok=True)
+    _install_ipython_startup()
     with contextlib.suppress(FileNotFoundError):
         SOCKET.unlink()
     agent = Agent()
