@@ -59,6 +59,7 @@ FILE_OP_TIMEOUT_SECONDS = 20
 # in the agent). More than that is a misbehaving agent: the answer is cut there, never a 5xx.
 AGENT_RESERVE_BYTES = 512 * 1024
 GONE_CHECK_SECONDS = 3.0
+HELPER_OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024  # a full workspace's listing fits (20,000 inodes)
 ORPHAN_GRACE_SECONDS = 300  # a volume without a container is reaped only after this long
 # Only these reach the container: nothing of the host's environment leaks in.
 BASE_ENVIRONMENT = {
@@ -314,7 +315,7 @@ class DockerSandboxProvider:
         """A one-shot files helper of the agent. Messages are ours, about the caller's path:
         the answer comes from inside the sandbox, where code can tamper with it."""
         output, cut = self._exec(
-            container, [*AGENT, *command], stdin, FILE_OP_TIMEOUT_SECONDS, self._settings.max_response_bytes
+            container, [*AGENT, *command], stdin, FILE_OP_TIMEOUT_SECONDS, HELPER_OUTPUT_LIMIT_BYTES
         )
         answer = _json_line(output.decode("utf-8", "replace")) if not cut else {}
         if not answer:
