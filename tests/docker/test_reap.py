@@ -1,4 +1,5 @@
-"""The reaper's entry points for the local stack: one cheap sweep by label, and a periodic one."""
+"""`make reap`: one sweep by label, checked against the session store. (The periodic sweep is the
+reaper service's, tested in tests/integration/test_exploit_expired_session_keeps_its_sandbox.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sandbox_gateway.config import Settings
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS
 from sandbox_gateway.ports import SandboxSpec
 
-from local.docker_sandbox.reap import reap_once, start_periodic_reaper
+from local.docker_sandbox.reap import main as make_reap
 
 ENVIRONMENT = next(e for e in BUILT_IN_ENVIRONMENTS if e.name == "docker-python")
 
@@ -38,27 +39,13 @@ def owned(engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch) -> Itera
     wiring.reset()
 
 
-def test_reap_once_removes_only_expired_containers_of_its_owner(
+def test_make_reap_removes_only_expired_containers_of_its_owner(
     owned: DockerSandboxProvider, engine: docker.DockerClient
 ) -> None:
     expired = owned.create(SandboxSpec("ses_docker_reap_expired", "tenant-docker", ENVIRONMENT, 1))
     live = owned.create(SandboxSpec("ses_docker_reap_live", "tenant-docker", ENVIRONMENT, 300))
     time.sleep(1.1)
 
-    assert reap_once() == [expired]
+    assert make_reap([]) == 0
     names = {c.name for c in engine.containers.list(all=True)}
     assert expired not in names and live in names
-
-
-def test_start_periodic_reaper_removes_an_expired_container_within_its_interval(
-    owned: DockerSandboxProvider, engine: docker.DockerClient
-) -> None:
-    expired = owned.create(SandboxSpec("ses_docker_reap_periodic", "tenant-docker", ENVIRONMENT, 1))
-    stop = start_periodic_reaper(interval_seconds=0.5)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and expired in {c.name for c in engine.containers.list(all=True)}:
-            time.sleep(0.2)
-    finally:
-        stop.set()
-    assert expired not in {c.name for c in engine.containers.list(all=True)}
