@@ -32,7 +32,6 @@ sys.path.insert(0, "/opt/sandbox")
 STATE = Path("/.e2b")  # tmpfs; also the kernels' STATE_MOUNT
 SOCKET = STATE / "agent.sock"
 WORKSPACE = "/workspace"
-SYNC_STDIO = "/opt/sandbox/sync_stdio.js"  # node's stdout to a pipe must not queue in memory
 # A cell that ignores SIGINT this long has its kernel restarted: the caller hears within ~1 s
 # (a normal cell stops on SIGINT in milliseconds; the kernel restarts on the next call).
 INTERRUPT_GRACE_SECONDS = 0.25
@@ -178,14 +177,7 @@ class Agent:
     def __init__(self) -> None:
         from e2b_host.kernels import KERNEL_CLASSES  # noqa: PLC0415 - only inside the container
 
-        node = KERNEL_CLASSES["javascript"]
-
-        class SyncStdioNodeKernel(node):  # type: ignore[misc,valid-type]
-            def argv(self) -> list[str]:
-                binary, *rest = super().argv()
-                return [binary, "--require", SYNC_STDIO, *rest]
-
-        self._classes = {**KERNEL_CLASSES, "javascript": SyncStdioNodeKernel}
+        self._classes = dict(KERNEL_CLASSES)
         self._kernels: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._container = _Container()

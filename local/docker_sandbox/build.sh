@@ -11,9 +11,9 @@ BASE_IMAGE=${BASE_IMAGE:-sandbox-gateway/base:bookworm}
 if [ "$BASE_IMAGE" = "sandbox-gateway/base:bookworm" ]; then
   bash "$here/build-base.sh" "$BASE_IMAGE" >&2
 fi
-hash=$( (echo "$BASE_IMAGE"; cat "$here/Dockerfile" "$here/agent.py" "$here/sync_stdio.js" "$here/build-base.sh" \
+hash=$( (echo "$BASE_IMAGE"; cat "$here/Dockerfile" "$here/agent.py" "$here/build-base.sh" \
   "$context/e2b_host/__init__.py" "$context/e2b_host/isolation.py" "$context/e2b_host/kernels.py" \
-  "$context/e2b_host/js_runner.js") | sha256sum | cut -c1-12)
+  "$context/e2b_host/js_runner.js" "$context/e2b_host/sync_stdio.js") | sha256sum | cut -c1-12)
 tag="sandbox-gateway/sandbox:$hash"
 if docker image inspect "$tag" >/dev/null 2>&1; then
   echo "sandbox image $tag exists: not rebuilding" >&2

@@ -618,10 +618,13 @@ class NodeKernel(MarkerKernel):
         node = shutil.which("node") or shutil.which("nodejs")
         if node is None:
             raise KernelDied("node is not installed on the host (Debian package: nodejs)")
-        runner = self.namespace.state_dir / "js_runner.js"
-        if not runner.exists():
-            shutil.copyfile(Path(__file__).with_name("js_runner.js"), runner)
-        return [node, f"{STATE_MOUNT}/js_runner.js"]
+        for script in ("sync_stdio.js", "js_runner.js"):
+            copy = self.namespace.state_dir / script
+            if not copy.exists():
+                shutil.copyfile(Path(__file__).with_name(script), copy)
+        # sync_stdio.js: node queues pipe writes in memory while a cell never yields, so a flood
+        # would be killed unseen; written synchronously, it is counted and capped like any other.
+        return [node, "--require", f"{STATE_MOUNT}/sync_stdio.js", f"{STATE_MOUNT}/js_runner.js"]
 
     async def _send(self, seq: int, code: str, env_vars: dict[str, str]) -> None:
         self._write((json.dumps({"seq": seq, "code": code, "env": env_vars}) + "\n").encode())
