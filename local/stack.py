@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import boto3
@@ -176,7 +176,10 @@ def running_stack(
     provider: str = "local",
     concurrency: int = 8,
     reaper_interval_seconds: float = REAPER_INTERVAL_SECONDS,
+    extra_environment: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
+    """`extra_environment` is applied to the functions' environment last (tests use it to point
+    the functions at a faulty E2B, or to run them as deployed, without LOCAL_MODE)."""
     docker_owner = f"stack-{secrets.token_hex(4)}"
     with dynamodb_server() as dynamodb_url, sandbox_backend(provider) as (sandbox_env, e2b_url):
         environment = {
@@ -191,6 +194,7 @@ def running_stack(
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "SandboxGatewayLocal",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),
+            **(extra_environment or {}),
         }
         handle, log_path = tempfile.mkstemp(prefix="sandbox-gateway-functions-", suffix=".log")
         os.close(handle)
