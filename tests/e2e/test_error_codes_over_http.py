@@ -319,30 +319,8 @@ def test_every_code_in_the_readme_table_has_an_http_scenario() -> None:
     }
 
 
-# Codes whose HTTP scenario fails today because of a known defect: strict, so a fix makes the run
-# fail until the entry is removed. Keep this empty whenever possible.
-KNOWN_DEFECTS = {
-    "provider_timeout": (
-        "adapters/e2b.py _domain_error: a control-plane call E2B never answers raises httpx.ReadTimeout "
-        "(an httpx.TimeoutException, not e2b.TimeoutException), which falls to `case _` and is "
-        "answered 503 provider_unavailable instead of 504 provider_timeout"
-    ),
-}
-
-
 def _params() -> list[Any]:
-    return [
-        pytest.param(
-            code,
-            status,
-            scenario,
-            id=code,
-            marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_DEFECTS[code])]
-            if code in KNOWN_DEFECTS
-            else [],
-        )
-        for code, (status, scenario) in SCENARIOS.items()
-    ]
+    return [pytest.param(code, status, scenario, id=code) for code, (status, scenario) in SCENARIOS.items()]
 
 
 @pytest.mark.parametrize(("code", "status", "scenario"), _params())

@@ -43,6 +43,15 @@ def test_e2b_file_action_refusals_are_the_callers_errors(
     assert type(error) is expected
 
 
+@pytest.mark.parametrize(
+    "exc", [e2b.TimeoutException("slow"), httpx.ReadTimeout("read timed out"), httpx.ConnectTimeout("no")]
+)
+def test_e2b_a_call_that_is_not_answered_in_time_is_a_timeout(exc: Exception) -> None:
+    # The SDK raises httpx's own timeouts on control-plane calls: a hung E2B is a 504, not a 503.
+    error = _domain_error(exc, "create the sandbox")
+    assert type(error) is errors.ProviderTimeout and error.code == "provider_timeout"
+
+
 def test_e2b_path_refusal_outside_file_actions_stays_a_provider_error() -> None:
     error = _domain_error(e2b.SandboxException("403: forbidden"), "create the sandbox")
     assert type(error) is errors.ProviderError

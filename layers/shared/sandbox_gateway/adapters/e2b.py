@@ -516,7 +516,7 @@ def _domain_error(exc: Exception, action: str) -> DomainError:  # noqa: PLR0911 
             return ProviderUnavailable("E2B rejected the service's API key")
         case e2b.RateLimitException() | e2b.ServiceBusyException():
             return ProviderUnavailable("E2B is rate limiting or busy; retry shortly", retry_after_seconds=5)
-        case e2b.TimeoutException():
+        case e2b.TimeoutException() | httpx.TimeoutException():  # the SDK lets httpx's own through
             return ProviderTimeout(f"E2B did not answer in time while trying to {action}")
         case e2b.SandboxException():
             return ProviderError(f"E2B failed to {action}")
