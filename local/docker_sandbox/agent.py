@@ -133,33 +133,18 @@ class BudgetSink:
         event = {"type": name, "text": text, "timestamp": time.time_ns()}
         if self.emit(event, always=self.used + len(json.dumps(event)) + 1 <= self.limit):
             return
+        from e2b_host.kernels import wire_head  # noqa: PLC0415 - only inside the container
+
         # Keep the longest head that fits (each character costs 1 to 12 bytes once escaped).
-        room = self.limit - self.used - len(json.dumps({**event, "text": ""})) - 1
-        low, high = 0, min(len(text), max(room, 0))
-        while low < high:
-            middle = (low + high + 1) // 2
-            if len(json.dumps(text[:middle])) - 2 <= room:
-                low = middle
-            else:
-                high = middle - 1
-        if low:
-            self.emit({**event, "text": text[:low]}, always=True)
+        head = wire_head(text, self.limit - self.used - len(json.dumps({**event, "text": ""})) - 1)
+        if head:
+            self.emit({**event, "text": head}, always=True)
         self._overflow()
 
     def result(self, data: dict[str, Any], is_main: bool) -> None:
-        from e2b_host.kernels import _MIME_KEYS  # noqa: PLC0415 - only inside the container
+        from e2b_host.kernels import result_event  # noqa: PLC0415 - only inside the container
 
-        data = dict(data)
-        event: dict[str, Any] = {"type": "result"}
-        for mime, key in _MIME_KEYS.items():
-            if mime in data:
-                event[key] = data.pop(mime)
-        text = event.get("text")
-        if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] == "'":
-            event["text"] = text[1:-1]
-        event["extra"] = data
-        event["is_main_result"] = is_main
-        self.emit(event)
+        self.emit(result_event(data, is_main))
 
     def error(self, name: str, value: str, traceback: str) -> None:
         if self.muted:

@@ -71,7 +71,7 @@ def wire_size(text: str) -> int:
     return len(json.dumps(text)) - 2
 
 
-def _wire_head(text: str, room: int) -> str:
+def wire_head(text: str, room: int) -> str:
     """The longest prefix of ``text`` whose JSON-escaped size fits in ``room`` bytes."""
     low, high = 0, min(len(text), max(room, 0))
     while low < high:
@@ -81,6 +81,22 @@ def _wire_head(text: str, room: int) -> str:
         else:
             high = middle - 1
     return text[:low]
+
+
+def result_event(data: dict[str, Any], is_main: bool) -> dict[str, Any]:
+    """A kernel's display data as the code interpreter's `result` line: known MIME types under
+    their E2B keys, the rest in `extra`."""
+    data = dict(data)
+    event: dict[str, Any] = {"type": "result"}
+    for mime, key in _MIME_KEYS.items():
+        if mime in data:
+            event[key] = data.pop(mime)
+    text = event.get("text")
+    if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] == "'":
+        event["text"] = text[1:-1]
+    event["extra"] = data
+    event["is_main_result"] = is_main
+    return event
 
 
 class OutputSink:
@@ -121,7 +137,7 @@ class OutputSink:
             return
         size = wire_size(text)
         if self.used + size > self.limit:
-            head = _wire_head(text, self.limit - self.used)
+            head = wire_head(text, self.limit - self.used)
             if head:
                 self.used += wire_size(head)
                 self.emit({"type": name, "text": head, "timestamp": time.time_ns()})
@@ -131,19 +147,9 @@ class OutputSink:
         self.emit({"type": name, "text": text, "timestamp": time.time_ns()})
 
     def result(self, data: dict[str, Any], is_main: bool) -> None:
-        data = dict(data)
         if not self._charge(len(json.dumps(data, default=str))):
             return
-        event: dict[str, Any] = {"type": "result"}
-        for mime, key in _MIME_KEYS.items():
-            if mime in data:
-                event[key] = data.pop(mime)
-        text = event.get("text")
-        if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] == "'":
-            event["text"] = text[1:-1]
-        event["extra"] = data
-        event["is_main_result"] = is_main
-        self.emit(event)
+        self.emit(result_event(data, is_main))
 
     def error(self, name: str, value: str, traceback: str) -> None:
         self.emit({"type": "error", "name": name, "value": value, "traceback": traceback})
