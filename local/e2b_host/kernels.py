@@ -268,7 +268,17 @@ class PythonKernel(Kernel):
             owner = getattr(self.namespace, "host_uid", None)
             if owner is not None:  # the kernel runs as the sandbox's uid and must read it
                 os.chown(self.conn_file, owner, owner)
-        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", f"{STATE_MOUNT}/{self.conn_file.name}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            f"{STATE_MOUNT}/{self.conn_file.name}",
+            # History in memory: a kernel restarted within the same second as the last one found
+            # its session number taken in the shared sqlite file and printed an ERROR into the
+            # next cell's stdout.
+            "--HistoryManager.hist_file=:memory:",
+        ]
         self.proc = await self.namespace.spawn(argv, cwd=self.cwd, env=self.env)
         self._drains = [
             asyncio.create_task(_drain(self.proc.proc.stdout, f"kernel {self.kernel_id} stdout")),
