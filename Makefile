@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 
-.PHONY: install dev test test-unit lint format build build-local requirements bench deploy clean docker reap
+.PHONY: install dev test test-unit lint format build build-local requirements bench bench-timeouts deploy clean docker reap
 
 $(STAMP): pyproject.toml
 	bash scripts/ensure-system-packages.sh
@@ -69,6 +69,10 @@ deploy: build
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+## bench-timeouts: how soon after timeout_seconds a runaway cell is answered, per provider
+bench-timeouts: $(STAMP)
+	$(BIN)/python -m benchmarks.timeouts
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache
