@@ -37,6 +37,7 @@ WORKSPACE = "/workspace"
 # restart (and so wipe) a kernel whose cell was only sleeping.
 INTERRUPT_GRACE_SECONDS = 1.0
 FIRST_INTERRUPT_WAIT_SECONDS = 0.25
+FORK_BOMB_PROCESSES = 32  # a cell's group this large at its limit is a fork bomb: no interrupt
 KERNEL_NICENESS = 10
 SWEEP_PASSES = 20  # a fork bomb refills /proc while it is swept: sweep until a pass finds nothing
 EVENT_RESERVE_BYTES = 256 * 1024  # beyond the output budget: the error, the notice, the end line
@@ -261,15 +262,21 @@ class Agent:
         # swept, and its children cannot keep the CPU from the kernel's interrupt handler.
         group = kernel.proc.pid if kernel.proc else None
         kernels = {k.proc.pid for k in self._kernels.values() if k.alive() and k.proc}
+        swept = 0
         if group:
             with contextlib.suppress(OSError):
                 os.killpg(group, signal.SIGSTOP)
-            sweep(keep={os.getpid(), *kernels, *spare})  # one pass: nothing frozen can fork
-            with contextlib.suppress(OSError):
-                os.killpg(group, signal.SIGCONT)
-        await kernel.interrupt()
-        done, _ = await asyncio.wait({task}, timeout=FIRST_INTERRUPT_WAIT_SECONDS)
-        if not done:  # the first SIGINT right after the freeze is often lost (seen: 9 runs in 12)
+            swept = sweep(keep={os.getpid(), *kernels, *spare})  # one pass: nothing frozen can fork
+            if swept < FORK_BOMB_PROCESSES:
+                with contextlib.suppress(OSError):
+                    os.killpg(group, signal.SIGCONT)
+        # A fork bomb's kernel forks again the moment it resumes and does not stop on SIGINT
+        # (measured: 3 s past the limit), so it is restarted at once, still frozen.
+        done: set[asyncio.Task[None]] = set()
+        if swept < FORK_BOMB_PROCESSES:
+            await kernel.interrupt()
+            done, _ = await asyncio.wait({task}, timeout=FIRST_INTERRUPT_WAIT_SECONDS)
+        if not done and swept < FORK_BOMB_PROCESSES:  # the first SIGINT after a freeze is often lost
             await kernel.interrupt()
             rest = INTERRUPT_GRACE_SECONDS - FIRST_INTERRUPT_WAIT_SECONDS
             done, _ = await asyncio.wait({task}, timeout=rest)
