@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import e2b
@@ -27,8 +25,8 @@ from sandbox_gateway.api.errors import PROVIDER_MESSAGES
 
 from local.stack import Stack, running_stack
 from tests.e2e.conftest import Client
+from tests.support.readme import documented_error_codes
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 HANG_SECONDS = 2  # E2B_REQUEST_TIMEOUT_SECONDS of the faulty stack
 # Text the fault server puts in its answers: it must never reach a caller.
 FAULT_MARKER = "fault-server-internal-detail /var/lib/e2b/secret"
@@ -303,15 +301,8 @@ SCENARIOS: dict[str, tuple[int, Scenario]] = {
 RETRY_AFTER = {"session_busy": "1", "idempotency_key_in_use": "1"}
 
 
-def documented_codes() -> set[str]:
-    """The codes of README.md's "## API" table, parsed as the integration test parses them."""
-    api_section = README.read_text().split("## API", 1)[1].split("\n### ", 1)[0]
-    code_column = [line.rsplit("|", 2)[-2] for line in api_section.splitlines() if line.startswith("| ")]
-    return set(re.findall(r"`([a-z_]+)`", "\n".join(code_column[1:])))
-
-
 def test_every_code_in_the_readme_table_has_an_http_scenario() -> None:
-    documented = documented_codes()
+    documented = documented_error_codes()
     assert len(documented) >= 20
     assert documented == set(SCENARIOS), {
         "documented without an HTTP scenario": documented - set(SCENARIOS),

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ from tests.integration.conftest import Api, body_of
 from tests.support.events import load_event, with_tenant
 from tests.support.fakes import FakeSandboxProvider
 from tests.support.handlers import invoke
+from tests.support.readme import documented_error_codes
 
 
 def assert_error(response: dict, status: int, code: str) -> dict:
@@ -554,9 +553,6 @@ def test_each_documented_error_code_is_produced_through_the_handler(
 
 
 def test_every_error_code_in_the_readme_table_has_a_scenario() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    api_section = readme.split("## API", 1)[1].split("\n### ", 1)[0]
-    code_column = [line.rsplit("|", 2)[-2] for line in api_section.splitlines() if line.startswith("| ")]
-    documented = set(re.findall(r"`([a-z_]+)`", "\n".join(code_column[1:])))
+    documented = documented_error_codes()
     assert len(documented) >= 20
     assert documented <= set(ERROR_SCENARIOS), documented - set(ERROR_SCENARIOS)

@@ -13,6 +13,7 @@ from e2b import CommandExitException, FileNotFoundException, SandboxException
 from e2b.sandbox.filesystem.filesystem import FileType
 from e2b_code_interpreter import Sandbox
 
+from tests.support.processes import host_pids_with
 from tests.support.raises import raises_exactly
 
 ALL_BYTES = bytes(range(256)) * 4
@@ -113,20 +114,6 @@ def test_commands_exit_codes_envs_cwd_and_root(shared_sandbox: Sandbox):
         handle.wait()
 
 
-def _host_pids_with(marker: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                if marker.encode() in fh.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
-
-
 def test_kill_frees_every_process_and_removes_files(e2b_host):
     sbx = Sandbox.create(timeout=120)
     a, b = f"1000.{uuid.uuid4().int % 10**8}", f"1001.{uuid.uuid4().int % 10**8}"
@@ -137,13 +124,13 @@ def test_kill_frees_every_process_and_removes_files(e2b_host):
     host_root = f"/proc/{e2b_host.pid}/root"
     trees = glob.glob(os.path.join(host_root + tempfile.gettempdir(), "e2b-host-*", sbx.sandbox_id))
     deadline = time.monotonic() + 5
-    while not (_host_pids_with(a) and _host_pids_with(b)) and time.monotonic() < deadline:
+    while not (host_pids_with(a) and host_pids_with(b)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _host_pids_with(a) and _host_pids_with(b), "the daemonized sleeps should be running"
+    assert host_pids_with(a) and host_pids_with(b), "the daemonized sleeps should be running"
     assert len(trees) == 1 and os.path.exists(os.path.join(trees[0], "fs", "data", "workspace", "keep.txt"))
     assert sbx.kill() is True
     deadline = time.monotonic() + 5
-    while (_host_pids_with(a) or _host_pids_with(b)) and time.monotonic() < deadline:
+    while (host_pids_with(a) or host_pids_with(b)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _host_pids_with(a) and not _host_pids_with(b)
+    assert not host_pids_with(a) and not host_pids_with(b)
     assert not os.path.exists(trees[0])
