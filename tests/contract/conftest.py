@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sandbox_gateway.adapters.docker import DockerSandboxProvider
@@ -31,13 +32,30 @@ def e2b_host() -> Iterator[HostInfo]:
         yield host
 
 
-def e2b_provider_for(host: HostInfo) -> E2BSandboxProvider:
+def e2b_provider_for(host: HostInfo, **options: Any) -> E2BSandboxProvider:
     return E2BSandboxProvider(
         lambda: host.env["E2B_API_KEY"],
         request_timeout_seconds=10,
         api_url=host.url,
         sandbox_url=host.url,
+        **options,
     )
+
+
+@pytest.fixture(scope="module")
+def e2b(e2b_host: HostInfo) -> E2BSandboxProvider:
+    """The service's E2B adapter on the local host, for the E2B-only attack tests."""
+    return e2b_provider_for(e2b_host)
+
+
+@pytest.fixture
+def ref(e2b: E2BSandboxProvider, request: pytest.FixtureRequest) -> Iterator[SandboxRef]:
+    """A fresh E2B sandbox for one test, killed after it."""
+    env = environment("e2b")
+    session_id = "ses_" + request.node.name.replace("[", "_").replace("]", "")[:48]
+    sandbox_id = e2b.create(SandboxSpec(session_id, "tenant-contract", env, 300))
+    yield SandboxRef(sandbox_id, session_id, env, int(time.time()) + 300)
+    e2b.kill(sandbox_id)
 
 
 @pytest.fixture(scope="session", params=["fake", "e2b", "docker"])
