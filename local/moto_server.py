@@ -11,6 +11,7 @@ client does not hold the others up while it sends its request.
 from __future__ import annotations
 
 import argparse
+import io
 import signal
 import sys
 import threading
@@ -33,25 +34,9 @@ class OneRequestAtATime:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         # The request body is read before the lock, so a slow sender holds nobody up.
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        environ["wsgi.input"] = _BytesInput(body)
+        environ["wsgi.input"] = io.BytesIO(body)
         with self._lock:
             return list(self._app(environ, start_response))
-
-
-class _BytesInput:
-    def __init__(self, data: bytes) -> None:
-        import io  # noqa: PLC0415 - tiny helper
-
-        self._stream = io.BytesIO(data)
-
-    def read(self, size: int = -1) -> bytes:
-        return self._stream.read(size)
-
-    def readline(self, size: int = -1) -> bytes:
-        return self._stream.readline(size)
-
-    def __iter__(self) -> Any:
-        return iter(self._stream)
 
 
 def main(argv: list[str] | None = None) -> int:
