@@ -3,7 +3,8 @@ between a session's end and its container's removal.
 
 The session store is the truth (a keep-alive moves a session's expiry; a container's label
 cannot move): a container whose label says it expired is kept while its session is still
-creating or active, as the reaper service decides (`ReaperService.session_still_live`). With --labels-only (no session store reachable) the labels alone decide.
+creating or active, as the reaper service decides (`ReaperService.session_still_live`).
+With --labels-only (no session store reachable) the labels alone decide.
 """
 
 from __future__ import annotations
