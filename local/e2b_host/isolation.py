@@ -405,7 +405,7 @@ class RuntimeBinds:
         self.staging = staging
         self.pairs: list[tuple[str, str]] = []
         self._mounted: list[Path] = []
-        for index, path in enumerate(_runtime_dirs()):
+        for index, path in enumerate(runtime_dirs()):
             if _traversable(path):
                 self.pairs.append((path, path))
                 continue
@@ -423,7 +423,7 @@ class RuntimeBinds:
         self._mounted.clear()
 
 
-def _runtime_dirs() -> list[str]:
+def runtime_dirs() -> list[str]:
     """The Python installation(s) the kernels need, wherever they live."""
     dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     dirs.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
