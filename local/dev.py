@@ -10,12 +10,19 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
+
+from dotenv import dotenv_values
+from sandbox_gateway.config import Settings
 
 from local.stack import REAPER_INTERVAL_SECONDS, running_stack
 from local.template import ROOT
 
+DOTENV = ROOT / ".env"
+
 BANNER = """
 Sandbox Gateway is running at {url}  (sandboxes: {backend})
+Settings: {dotenv}
 
   curl -s -X POST {url}/api/sessions -H 'Content-Type: application/json' \\
        -d '{{"agent": "code_executor", "environment": "e2b-python", "provider": "e2b"}}'
@@ -25,8 +32,41 @@ Sandbox Gateway is running at {url}  (sandboxes: {backend})
 Docker provider: {docker}
 Reaper: every {reaper:g} s, expired sessions end and their sandboxes are killed
 Function logs (JSON) and metrics (EMF): {log}
+
+For the sgw CLI and the Python client:
+  export SGW_URL={url}
+  export SGW_API_KEY=local
+  (no API key is checked by the local stack yet: any value works)
+
 Ctrl-C stops everything.
 """
+
+
+def load_dotenv(path: Path = DOTENV) -> tuple[list[str], list[str]]:
+    """Put the variables of `path` (a .env file) into os.environ, never replacing one already set:
+    the shell wins over the file. Returns (names loaded, names skipped as already set)."""
+    if not path.is_file():
+        return [], []
+    loaded: list[str] = []
+    skipped: list[str] = []
+    for name, value in dotenv_values(path).items():
+        if value is None:  # a bare `NAME` line sets nothing
+            continue
+        if name in os.environ:
+            skipped.append(name)
+            continue
+        os.environ[name] = value
+        loaded.append(name)
+    return loaded, skipped
+
+
+def describe_dotenv(path: Path, loaded: list[str], skipped: list[str]) -> str:
+    if not path.is_file():
+        return f"the environment only (no {path.name}; see .env.example)"
+    text = f"{path} ({len(loaded)} set"
+    if skipped:
+        text += f"; already set in the environment, kept: {', '.join(sorted(skipped))}"
+    return text + ")"
 
 
 def docker_status() -> str:
@@ -40,6 +80,8 @@ def docker_status() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before the arguments: E2B_API_KEY in .env picks the default provider.
+    loaded, skipped = load_dotenv(DOTENV)
     parser = argparse.ArgumentParser(prog="python -m local.dev", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
@@ -63,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between reaper runs (expired sessions and their sandboxes; 0 turns it off)",
     )
     args = parser.parse_args(argv)
+    try:
+        # A bad value in .env or the shell is reported here, not by every request's cold start.
+        Settings.from_environ()
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        parser.exit(2, f"invalid settings in the environment or {DOTENV}:\n{exc}\n")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every call
 
@@ -86,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                 docker=docker,
                 log=stack.function_log,
                 reaper=args.reaper_interval,
+                dotenv=describe_dotenv(DOTENV, loaded, skipped),
             ),
             flush=True,
         )
