@@ -1,0 +1,32 @@
+"""Typed Python client for the Sandbox Gateway HTTP API.
+
+from sandbox_gateway_client import Gateway
+
+with Gateway("http://127.0.0.1:3000") as gw, gw.create_session("e2b-python") as session:
+    print(session.run("print(6 * 7)").stdout)
+"""
+
+from sandbox_gateway_client.client import Gateway, Progress, Session, SessionFiles
+from sandbox_gateway_client.errors import GatewayError
+from sandbox_gateway_client.models import (
+    Environment,
+    Execution,
+    ExecutionError,
+    FileEntry,
+    SessionInfo,
+    WrittenFile,
+)
+
+__all__ = [
+    "Environment",
+    "Execution",
+    "ExecutionError",
+    "FileEntry",
+    "Gateway",
+    "GatewayError",
+    "Progress",
+    "Session",
+    "SessionFiles",
+    "SessionInfo",
+    "WrittenFile",
+]
