@@ -153,7 +153,7 @@ def test_client_same_idempotency_key_returns_the_same_session(gateway: Gateway) 
     assert other.id != first.id
 
 
-def test_client_lists_sessions_across_pages(gateway: Gateway, session: Session) -> None:
+def test_client_lists_sessions_and_honours_the_limit(gateway: Gateway, session: Session) -> None:
     listed = gateway.list_sessions()
     one_page = gateway.list_sessions(limit=1)
 
