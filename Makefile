@@ -6,15 +6,18 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 
-.PHONY: install dev test test-unit lint format build build-local requirements bench bench-timeouts deploy clean docker reap
+.PHONY: install dev test test-unit lint format build build-local requirements openapi bench bench-timeouts deploy clean docker reap
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	bash scripts/ensure-system-packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,local]"
+	# The client package (and its `sgw` command) is a dependency of the project found on no
+	# registry: pip takes it from this path when both are named in one command.
+	$(BIN)/python -m pip install --quiet -e ./clients/python -e ".[dev,local]"
 	touch $(STAMP)
 
+## install: the .venv with the service, its dev/local extras and the `sgw` command ($(BIN)/sgw)
 install: $(STAMP)
 
 ## dev: run the whole service locally on http://127.0.0.1:3000
@@ -42,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/mypy layers/shared/sandbox_gateway
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python scripts/generate_layer_requirements.py --check
+	$(BIN)/python scripts/generate_openapi.py --check
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -50,6 +54,10 @@ format: $(STAMP)
 ## requirements: regenerate the layer's requirements.txt from pyproject.toml
 requirements: $(STAMP)
 	$(BIN)/python scripts/generate_layer_requirements.py
+
+## openapi: regenerate openapi.json (the API's contract) from the routes
+openapi: $(STAMP)
+	$(BIN)/python scripts/generate_openapi.py
 
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)

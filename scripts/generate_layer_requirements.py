@@ -3,7 +3,8 @@
 
 The layer's requirements file is derived, never edited by hand: pyproject.toml is the single
 source of dependencies. `make requirements` runs this script; `--check` (used by the unit test
-and CI) exits 1 with a diff when the file has drifted.
+and CI) exits 1 with a diff when the file has drifted. Dependencies named in
+[tool.sandbox-gateway].not-in-layer (the client package and its `sgw` command) are left out.
 
     python3 scripts/generate_layer_requirements.py           # rewrite the file
     python3 scripts/generate_layer_requirements.py --check   # fail if it is out of date
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -24,21 +26,56 @@ HEADER = (
     "# generated from pyproject.toml by `make requirements`; do not edit\n"
     "# ([project].dependencies; the Lambda layer is built from this file by layers/shared/Makefile)\n"
 )
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _strings(value: object, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{where} must be a list of strings")
+    return [item.strip() for item in value]
+
+
+def normalize(name: str) -> str:
+    """A distribution name as package indexes compare them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    match = _NAME.match(requirement)
+    if not match:
+        raise ValueError(f"cannot read a package name from {requirement!r}")
+    return normalize(match.group(1))
 
 
 def read_dependencies(pyproject: Path = PYPROJECT) -> list[str]:
     """Return [project].dependencies from a pyproject.toml, in declared order."""
     with pyproject.open("rb") as fh:
         data = tomllib.load(fh)
-    deps = data.get("project", {}).get("dependencies", [])
-    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-        raise ValueError(f"{pyproject}: [project].dependencies must be a list of strings")
-    return [d.strip() for d in deps]
+    return _strings(data.get("project", {}).get("dependencies", []), f"{pyproject}: [project].dependencies")
+
+
+def layer_dependencies(pyproject: Path = PYPROJECT) -> list[str]:
+    """[project].dependencies without [tool.sandbox-gateway].not-in-layer, in declared order."""
+    with pyproject.open("rb") as fh:
+        data = tomllib.load(fh)
+    excluded = {
+        normalize(name)
+        for name in _strings(
+            data.get("tool", {}).get("sandbox-gateway", {}).get("not-in-layer", []),
+            f"{pyproject}: [tool.sandbox-gateway].not-in-layer",
+        )
+    }
+    deps = read_dependencies(pyproject)
+    # A name left behind after its dependency went would hide a typo in the next one added.
+    stale = excluded - {requirement_name(dep) for dep in deps}
+    if stale:
+        raise ValueError(f"{pyproject}: not-in-layer names no dependency: {', '.join(sorted(stale))}")
+    return [dep for dep in deps if requirement_name(dep) not in excluded]
 
 
 def render(pyproject: Path = PYPROJECT) -> str:
     """The requirements file's full, expected text."""
-    return HEADER + "".join(f"{dep}\n" for dep in read_dependencies(pyproject))
+    return HEADER + "".join(f"{dep}\n" for dep in layer_dependencies(pyproject))
 
 
 def diff(pyproject: Path = PYPROJECT, requirements: Path = REQUIREMENTS) -> str:

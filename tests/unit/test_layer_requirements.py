@@ -30,7 +30,33 @@ def test_layer_requirements_lists_every_project_dependency() -> None:
     gen = _generator()
     lines = (ROOT / "layers" / "shared" / "requirements.txt").read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("# generated from pyproject.toml by `make requirements`; do not edit")
-    assert [line for line in lines if line and not line.startswith("#")] == gen.read_dependencies()
+    assert [line for line in lines if line and not line.startswith("#")] == gen.layer_dependencies()
+
+
+def test_layer_carries_no_client_or_cli_dependency() -> None:
+    gen = _generator()
+    assert "sandbox-gateway-client" in {gen.requirement_name(dep) for dep in gen.read_dependencies()}
+    layer = {gen.requirement_name(dep) for dep in gen.layer_dependencies()}
+    assert not layer & {"sandbox-gateway-client", "httpx", "typer", "rich"}
+
+
+def test_not_in_layer_leaves_out_by_normalized_name_and_rejects_stale_names(tmp_path: Path) -> None:
+    gen = _generator()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["pydantic>=2", "My_Client[cli]>=1", "boto3"]\n'
+        '[tool.sandbox-gateway]\nnot-in-layer = ["my.client"]\n',
+        encoding="utf-8",
+    )
+    assert gen.layer_dependencies(pyproject) == ["pydantic>=2", "boto3"]
+
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["pydantic>=2"]\n'
+        '[tool.sandbox-gateway]\nnot-in-layer = ["my-client"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError, match="my-client"):
+        gen.layer_dependencies(pyproject)
 
 
 def test_layer_requirements_check_reports_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
