@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -74,3 +75,18 @@ def test_layer_requirements_check_reports_drift(tmp_path: Path, capsys: pytest.C
     out = capsys.readouterr().out
     assert "out of date" in out
     assert "-boto3" in out
+
+
+def test_installing_the_project_installs_the_client_and_its_sgw_command() -> None:
+    """`uv pip install -e .` gets the client from the path in [tool.uv.sources]; `make install`
+    names the same path for pip. Both must point at the package that provides `sgw`."""
+    gen = _generator()
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        root = tomllib.load(fh)
+    source = root["tool"]["uv"]["sources"]["sandbox-gateway-client"]
+    with (ROOT / source["path"] / "pyproject.toml").open("rb") as fh:
+        client = tomllib.load(fh)["project"]
+    assert client["name"] == "sandbox-gateway-client"
+    assert client["scripts"]["sgw"] == "sandbox_gateway_client.cli:main"
+    assert "sandbox-gateway-client" in {gen.requirement_name(dep) for dep in gen.read_dependencies()}
+    assert f"-e ./{source['path']}" in (ROOT / "Makefile").read_text(encoding="utf-8")
