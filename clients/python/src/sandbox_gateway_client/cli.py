@@ -1,0 +1,841 @@
+"""`sgw`: the Sandbox Gateway from a terminal or a script (Typer + Rich, over the typed client).
+
+Conventions: stdout carries results (a session id, a table, the code's own stdout, or one JSON
+document with `--json`); stderr carries everything else (the code's stderr, tracebacks, spinners,
+progress bars, notices, errors). What the sandboxed code prints is written byte for byte, never
+through Rich, so markup-looking text and long lines reach the caller unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+import signal
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, NoReturn, cast
+
+import httpx
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from sandbox_gateway_client import Execution, Gateway, GatewayError, Session
+
+EXIT_OK = 0
+EXIT_CODE_RAISED = 1
+EXIT_USAGE = 2  # Click's own code for a bad command line; also: no URL, unreadable local file
+EXIT_API_ERROR = 3
+EXIT_TIMEOUT = 124  # as timeout(1)
+EXIT_OOM = 137  # as a process killed by SIGKILL, which is what the OOM killer does
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+
+EXIT_CODES_HELP = """\
+[bold]Exit codes[/bold]
+0 success · 1 the code raised (or its kernel died)
+2 bad command line, no gateway URL, a local file that cannot be read or written
+3 the gateway answered an error (`error: <code>: <message>` on stderr) or could not be reached
+124 the code timed out · 137 it ran out of memory · 130 interrupted (Ctrl-C)
+
+URL and key: --url / --api-key, or the environment variables SGW_URL / SGW_API_KEY.
+"""
+
+PROGRESS_THRESHOLD_BYTES = 1024 * 1024  # transfers above this show a progress bar (on stderr)
+
+LANGUAGE_BY_SUFFIX = {
+    ".py": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".sh": "bash",
+    ".bash": "bash",
+}
+
+# Result formats that are files rather than text: base64 payloads, plus SVG (text, but an image).
+BINARY_FORMATS = {"png": "png", "jpeg": "jpg", "gif": "gif", "pdf": "pdf"}
+TEXT_FILE_FORMATS = {"svg": "svg"}
+# Rich text formats saved only when a result has no plain `text` to print instead.
+FALLBACK_FORMATS = {
+    "markdown": "md",
+    "html": "html",
+    "latex": "tex",
+    "json": "json",
+    "javascript": "js",
+}
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+app = typer.Typer(
+    name="sgw",
+    help="Sandbox Gateway: stateful code-execution sessions from the command line.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,  # locals would include the API key
+)
+session_app = typer.Typer(
+    help="Create, list, show, keep alive and close sessions.", no_args_is_help=True, epilog=EXIT_CODES_HELP
+)
+files_app = typer.Typer(
+    help="Move files in and out of a session's sandbox.", no_args_is_help=True, epilog=EXIT_CODES_HELP
+)
+app.add_typer(session_app, name="session")
+app.add_typer(files_app, name="files")
+
+
+@dataclasses.dataclass
+class Options:
+    url: str | None
+    api_key: str | None
+    json: bool
+
+    _gateway: Gateway | None = None
+
+    def gateway(self) -> Gateway:
+        if not self.url:  # Typer has already looked at SGW_URL
+            _fail("error: no gateway URL: pass --url or set SGW_URL (`make dev` prints it)", EXIT_USAGE)
+        if self._gateway is None:
+            self._gateway = Gateway(url=self.url, api_key=self.api_key)
+        return self._gateway
+
+    def close(self) -> None:
+        if self._gateway is not None:
+            self._gateway.close()
+
+
+def _options(ctx: typer.Context) -> Options:
+    options = ctx.find_object(Options)
+    assert options is not None, "the sgw callback sets the options"
+    return options
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(version("sandbox-gateway-client"))
+        except PackageNotFoundError:
+            typer.echo("unknown")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None, typer.Option("--url", envvar="SGW_URL", help="Gateway base URL.", show_default=False)
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="SGW_API_KEY", help="API key, if the gateway wants one.", show_default=False
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Machine-readable JSON on stdout, nothing decorative.")
+    ] = False,
+    show_version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    options = Options(url=url or None, api_key=api_key or None, json=json_output)
+    ctx.obj = options
+    ctx.call_on_close(options.close)
+
+
+# --- output helpers -------------------------------------------------------------------------
+
+
+def _print_table(table: Table) -> None:
+    console = Console(highlight=False)
+    if console.is_terminal:
+        console.print(table)
+        return
+    # A pipe gets whole lines without Rich's padding: a wide virtual terminal, trailing blanks cut.
+    console = Console(highlight=False, width=512, no_color=True)
+    with console.capture() as captured:
+        console.print(table)
+    _write_raw("stdout", "".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def _stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    elif hasattr(value, "_asdict"):  # NamedTuple
+        value = value._asdict()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _print_json(value: Any) -> None:
+    _write_raw("stdout", json.dumps(_jsonable(value), indent=2, ensure_ascii=False) + "\n")
+
+
+def _binary(stream: str) -> BinaryIO:
+    text = sys.stdout if stream == "stdout" else sys.stderr
+    text.flush()  # keep the order with what was echoed before
+    return cast(BinaryIO, text.buffer)
+
+
+def _write_raw(stream: str, text: str) -> None:
+    """Write text byte for byte (UTF-8, whatever the locale), in order with earlier echoes."""
+    binary = _binary(stream)
+    binary.write(text.encode("utf-8", "surrogateescape"))
+    binary.flush()
+
+
+def _table(*headers: str, show_header: bool = True) -> Table:
+    # Plain columns that start at the margin: easy to read, and to cut or grep.
+    return Table(*headers, show_header=show_header, box=None, pad_edge=False, header_style="bold")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+@contextmanager
+def _reporting(options: Options) -> Iterator[None]:
+    """One place that turns gateway errors, unreachable gateways and Ctrl-C into exit codes."""
+    try:
+        yield
+    except GatewayError as exc:
+        if options.json:
+            error = {
+                "status": exc.status,
+                "code": exc.code,
+                "message": exc.message,
+                "request_id": exc.request_id,
+                "details": exc.details,
+            }
+            _print_json({"error": error})
+        request = f" (request id {exc.request_id})" if exc.request_id else ""
+        _fail(f"error: {exc.code}: {exc.message}{request}", EXIT_API_ERROR)
+    except httpx.HTTPError as exc:
+        if options.json:
+            _print_json({"error": {"code": "connection_failed", "message": str(exc)}})
+        _fail(f"error: connection_failed: {exc}", EXIT_API_ERROR)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+
+
+@contextmanager
+def _spinner(message: str) -> Iterator[None]:
+    # Rich draws nothing when stderr is not a terminal, so scripts see no spinner residue.
+    with _stderr_console().status(message, spinner="dots"):
+        yield
+
+
+class _Transfer:
+    """A progress callback `(done, total)` that shows a bar on stderr once the total is over 1 MiB."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            if total <= PROGRESS_THRESHOLD_BYTES:
+                return
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=_stderr_console(),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@contextmanager
+def _transfer(label: str) -> Iterator[Callable[[int, int], None]]:
+    bar = _Transfer(label)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+# --- environments ---------------------------------------------------------------------------
+
+
+@app.command()
+def environments(ctx: typer.Context) -> None:
+    """List the environments sessions can be created from."""
+    options = _options(ctx)
+    with _reporting(options):
+        found = options.gateway().environments()
+    if options.json:
+        _print_json(found)
+        return
+    table = _table("NAME", "PROVIDER", "DEFAULT LANGUAGE", "LANGUAGES", "INTERNET", "DESCRIPTION")
+    for env in found:
+        table.add_row(
+            env.name,
+            env.provider,
+            env.default_language,
+            ", ".join(env.languages),
+            "yes" if env.allow_internet_access else "no",
+            env.description or "",
+        )
+    _print_table(table)
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+def _key_values(pairs: list[str] | None, what: str) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
+        parsed[key] = value
+    return parsed
+
+
+def _start_session(
+    gw: Gateway,
+    environment: str,
+    *,
+    provider: str | None = None,
+    timeout: int | None = None,
+    metadata: dict[str, str] | None = None,
+    envs: dict[str, str] | None = None,
+    idempotency_key: str | None = None,
+) -> Session:
+    with _spinner(f"Starting a session ({environment})…"):
+        return gw.create_session(
+            environment,
+            provider=provider,
+            timeout_seconds=timeout,
+            metadata=metadata,
+            envs=envs,
+            idempotency_key=idempotency_key,
+        )
+
+
+@session_app.command("create")
+def session_create(
+    ctx: typer.Context,
+    *,
+    environment: Annotated[str, typer.Option("--environment", "-e", help="See `sgw environments`.")] = (
+        "e2b-python"
+    ),
+    provider: Annotated[
+        str | None, typer.Option("--provider", "-p", help="Must match the environment's.", show_default=False)
+    ] = None,
+    timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--timeout", "-t", help="Session lifetime in seconds (server default if absent).", min=1
+        ),
+    ] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", "-m", help="KEY=VALUE, repeatable.", show_default=False)
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env", help="KEY=VALUE for the sandbox's environment, repeatable.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Start a session and print its id (a spinner shows on stderr while it starts)."""
+    options = _options(ctx)
+    meta = _key_values(metadata, "--metadata")
+    envs = _key_values(env, "--env")
+    with _reporting(options):
+        session = _start_session(
+            options.gateway(), environment, provider=provider, timeout=timeout, metadata=meta, envs=envs
+        )
+    if options.json:
+        _print_json(session.info)
+    else:
+        typer.echo(session.id)
+
+
+@session_app.command("list")
+def session_list(
+    ctx: typer.Context,
+    *,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", help="At most this many, newest first.", min=1)
+    ] = None,
+) -> None:
+    """List sessions, newest first."""
+    options = _options(ctx)
+    with _reporting(options):
+        sessions = options.gateway().list_sessions(limit=limit)
+    if options.json:
+        _print_json(sessions)
+        return
+    table = _table("SESSION", "STATUS", "ENVIRONMENT", "PROVIDER", "CREATED", "EXPIRES")
+    for info in sessions:
+        table.add_row(
+            info.session_id,
+            info.status,
+            info.environment,
+            info.provider,
+            _cell(info.created_at),
+            _cell(info.expires_at),
+        )
+    _print_table(table)
+
+
+def _print_info(options: Options, info: Any) -> None:
+    if options.json:
+        _print_json(info)
+        return
+    table = _table(show_header=False)
+    for key, value in _jsonable(info).items():
+        table.add_row(key, _cell(value))
+    _print_table(table)
+
+
+@session_app.command("show")
+def session_show(ctx: typer.Context, session_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Show one session as of now."""
+    options = _options(ctx)
+    with _reporting(options):
+        session = options.gateway().get_session(session_id)
+    _print_info(options, session.info)
+
+
+@session_app.command("keepalive")
+def session_keepalive(
+    ctx: typer.Context,
+    *,
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    timeout: Annotated[
+        int | None, typer.Option("--timeout", "-t", help="New lifetime from now, in seconds.", min=1)
+    ] = None,
+) -> None:
+    """Extend a session's lifetime (and its sandbox's)."""
+    options = _options(ctx)
+    with _reporting(options):
+        info = options.gateway().session(session_id).keep_alive(timeout_seconds=timeout)
+    _print_info(options, info)
+
+
+@session_app.command("close")
+def session_close(ctx: typer.Context, session_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Close a session and kill its sandbox (repeatable)."""
+    options = _options(ctx)
+    with _reporting(options):
+        info = options.gateway().session(session_id).close()
+    if options.json:
+        _print_json(info)
+    else:
+        typer.echo(f"{info.session_id} {info.status}")
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def _read_code(source: str) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        _fail(f"error: cannot read {source}: {exc.strerror or exc}", EXIT_USAGE)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        _fail(f"error: {source} is not UTF-8 text", EXIT_USAGE)
+
+
+def _infer_language(source: str) -> str | None:
+    if source == "-":
+        return None
+    return LANGUAGE_BY_SUFFIX.get(Path(source).suffix.lower())
+
+
+@contextmanager
+def _ending_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so `finally` blocks (closing a session) run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _close_quietly(session: Session) -> None:
+    try:
+        session.close()
+    except (GatewayError, httpx.HTTPError, KeyboardInterrupt) as exc:
+        detail = f"{exc.code}: {exc.message}" if isinstance(exc, GatewayError) else str(exc) or "interrupted"
+        typer.echo(
+            f"warning: could not close session {session.id} ({detail}); it ends when it expires", err=True
+        )
+
+
+@contextmanager
+def _ephemeral_session(gw: Gateway, environment: str, provider: str | None) -> Iterator[Session]:
+    """A session that is closed whatever happens: an error, Ctrl-C, SIGTERM, even mid-creation."""
+    key = f"sgw-run-{uuid.uuid4()}"
+    with _ending_signals_interrupt():
+        try:
+            session = _start_session(gw, environment, provider=provider, idempotency_key=key)
+        except KeyboardInterrupt:
+            # The create may already be under way on the server: the same Idempotency-Key returns
+            # that session (waiting while it is in flight) instead of a second one, so it can be closed.
+            try:
+                _close_quietly(gw.create_session(environment, provider=provider, idempotency_key=key))
+            except (GatewayError, httpx.HTTPError, KeyboardInterrupt):
+                typer.echo("warning: a session may have been started; it ends when it expires", err=True)
+            raise
+        try:
+            yield session
+        finally:
+            _close_quietly(session)
+
+
+def _session_for_run(
+    gw: Gateway, session_id: str | None, environment: str | None, provider: str | None
+) -> AbstractContextManager[Session]:
+    """The session asked for, left open; or a new one, closed afterwards."""
+    if session_id is not None:
+        return nullcontext(gw.session(session_id))
+    return _ephemeral_session(gw, environment or "e2b-python", provider)
+
+
+def _unique_path(directory: Path, stem: str, suffix: str) -> Path:
+    candidate = directory / f"{stem}.{suffix}"
+    n = 1
+    while candidate.exists():
+        candidate = directory / f"{stem}-{n}.{suffix}"
+        n += 1
+    return candidate
+
+
+class _ResultSaver:
+    """Writes rich results to files, creating the default temporary directory only when needed."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.saved: list[dict[str, Any]] = []
+        self.failures: list[str] = []
+
+    def _dir(self) -> Path:
+        if self.directory is None:
+            self.directory = Path(tempfile.mkdtemp(prefix="sgw-results-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self.directory
+
+    def save(self, execution: Execution, index: int, fmt: str, suffix: str, value: Any) -> None:
+        stem = f"result-{execution.execution_count or 0}-{index}"
+        try:
+            data = _payload(value, binary=fmt in BINARY_FORMATS)
+            path = _unique_path(self._dir(), stem, suffix)
+            path.write_bytes(data)
+        except (OSError, ValueError) as exc:  # an unwritable directory, a payload that is not base64
+            self.failures.append(f"result {index} ({fmt}): {exc}")
+            return
+        self.saved.append({"result_index": index, "format": fmt, "path": str(path)})
+
+
+def _payload(value: Any, binary: bool) -> bytes:
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False, indent=2)
+    return base64.b64decode(value, validate=True) if binary else value.encode("utf-8")
+
+
+def _handle_results(execution: Execution, saver: _ResultSaver) -> list[str]:
+    """Save file-like results; return the texts to print (a notebook's `Out`)."""
+    texts: list[str] = []
+    for index, result in enumerate(execution.results):
+        files = 0
+        for fmt, suffix in (BINARY_FORMATS | TEXT_FILE_FORMATS).items():
+            if result.get(fmt) is not None:
+                saver.save(execution, index, fmt, suffix, result[fmt])
+                files += 1
+        text = result.get("text")
+        if text is not None and not files:
+            texts.append(str(text))
+        elif text is None and not files:
+            for fmt, suffix in FALLBACK_FORMATS.items():
+                if result.get(fmt) is not None:
+                    saver.save(execution, index, fmt, suffix, result[fmt])
+                    break
+    return texts
+
+
+def _strip_ansi_unless_terminal(text: str) -> str:
+    return text if sys.stderr.isatty() else _ANSI.sub("", text)
+
+
+def _report_execution(options: Options, execution: Execution, save_dir: Path | None) -> int:
+    saver = _ResultSaver(save_dir)
+    texts = _handle_results(execution, saver)
+    if options.json:
+        _print_json(_jsonable(execution) | {"saved_files": saver.saved, "save_errors": saver.failures})
+    else:
+        _write_raw("stdout", execution.stdout)
+        _write_raw("stderr", execution.stderr)
+        for text in texts:
+            _write_raw("stdout", text if text.endswith("\n") else text + "\n")
+        for saved in saver.saved:
+            typer.echo(f"saved {saved['format']} result: {saved['path']}", err=True)
+        if execution.truncated:
+            typer.echo("warning: the output was truncated by the gateway", err=True)
+        if execution.error is not None:
+            error = _jsonable(execution.error)
+            traceback = (error.get("traceback") or "").rstrip("\n")
+            summary = f"{error.get('name')}: {error.get('value')}"
+            if traceback:
+                _write_raw("stderr", _strip_ansi_unless_terminal(traceback) + "\n")
+            if not traceback or execution.status != "error":
+                _write_raw("stderr", summary + "\n")
+    for failure in saver.failures:
+        typer.echo(f"error: cannot save {failure}", err=True)
+    code = {"ok": EXIT_OK, "timeout": EXIT_TIMEOUT, "oom": EXIT_OOM}.get(execution.status, EXIT_CODE_RAISED)
+    return EXIT_USAGE if code == EXIT_OK and saver.failures else code
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def run(
+    ctx: typer.Context,
+    *,
+    source: Annotated[str, typer.Argument(metavar="FILE|-", help="Code to run; - reads stdin.")],
+    session_id: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            "-s",
+            help="Run in this session (state persists). Without it, a new session is started "
+            "and always closed afterwards.",
+            show_default=False,
+        ),
+    ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--language",
+            "-l",
+            help="python, javascript, bash. Default: from the file's extension (.py, .js, .sh), "
+            "else the environment's default.",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        int | None,
+        typer.Option("--timeout", "-t", help="Execution limit in seconds (server default if absent).", min=1),
+    ] = None,
+    save_results: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-results",
+            "-o",
+            help="Directory for image and other file results (png, jpeg, svg, pdf; html, markdown… "
+            "when a result has no text). Default: a new temporary directory, made only when needed.",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--environment", "-e", help="For the new session (default e2b-python).", show_default=False
+        ),
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", "-p", help="For the new session.", show_default=False)
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", help="KEY=VALUE for this execution only, repeatable.", show_default=False),
+    ] = None,
+) -> None:
+    """Run a file (or stdin) and print its stdout and stderr as they are.
+
+    Text results go to stdout; file results are saved and their paths printed on stderr.
+
+    An error's traceback goes to stderr; the exit code says how the code ended.
+    """
+    options = _options(ctx)
+    if session_id is not None and (environment is not None or provider is not None):
+        raise typer.BadParameter("--environment/--provider apply to a new session, not to --session")
+    envs = _key_values(env, "--env")
+    code = _read_code(source)
+    language = language or _infer_language(source)
+    with _reporting(options):
+        gw = options.gateway()
+        with _session_for_run(gw, session_id, environment, provider) as session, _spinner("Running…"):
+            execution = session.run(code, language=language, timeout_seconds=timeout, envs=envs)
+    raise typer.Exit(_report_execution(options, execution, save_results))
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+@files_app.command("put")
+def files_put(
+    ctx: typer.Context,
+    *,
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    local: Annotated[str, typer.Argument(metavar="LOCAL|-", help="Local file; - reads stdin.")],
+    remote: Annotated[
+        str, typer.Argument(metavar="REMOTE", help="Sandbox path (relative: under /workspace).")
+    ],
+) -> None:
+    """Upload a local file into the sandbox."""
+    options = _options(ctx)
+    try:
+        data = sys.stdin.buffer.read() if local == "-" else Path(local).read_bytes()
+    except OSError as exc:
+        _fail(f"error: cannot read {local}: {exc.strerror or exc}", EXIT_USAGE)
+    with _reporting(options), _transfer(f"put {remote}") as progress:
+        written = options.gateway().session(session_id).files.write(remote, data, progress=progress)
+    if options.json:
+        _print_json(written)
+    else:
+        typer.echo(f"{written.path} {written.size} bytes")
+
+
+@files_app.command("get")
+def files_get(
+    ctx: typer.Context,
+    *,
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    remote: Annotated[
+        str, typer.Argument(metavar="REMOTE", help="Sandbox path (relative: under /workspace).")
+    ],
+    local: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[LOCAL|-]",
+            help="Local file or directory; - writes the bytes to stdout. Default: REMOTE's name here.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Download a file from the sandbox."""
+    options = _options(ctx)
+    target: Path | None = None
+    if local != "-":
+        name = Path(remote.rstrip("/")).name
+        target = Path(local) if local else Path(name)
+        if target.is_dir():
+            target = target / name
+        if not target.name:
+            raise typer.BadParameter("give a LOCAL file name", param_hint="LOCAL")
+    with _reporting(options), _transfer(f"get {remote}") as progress:
+        data = options.gateway().session(session_id).files.read(remote, progress=progress)
+    if target is None:
+        binary = _binary("stdout")
+        binary.write(data)
+        binary.flush()
+        return
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        _fail(f"error: cannot write {target}: {exc.strerror or exc}", EXIT_USAGE)
+    if options.json:
+        _print_json({"session_id": session_id, "path": remote, "local": str(target), "size": len(data)})
+    else:
+        typer.echo(f"{target} {len(data)} bytes")
+
+
+@files_app.command("ls")
+def files_ls(
+    ctx: typer.Context,
+    *,
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    directory: Annotated[str, typer.Argument(metavar="[DIR]", help="Sandbox directory.")] = "/workspace",
+) -> None:
+    """List a sandbox directory."""
+    options = _options(ctx)
+    with _reporting(options):
+        entries = options.gateway().session(session_id).files.list(directory)
+    if options.json:
+        _print_json(entries)
+        return
+    table = _table("NAME", "TYPE", "SIZE", "MODIFIED")
+    table.columns[2].justify = "right"
+    for entry in entries:
+        name = f"{entry.name}/" if str(entry.type) == "directory" else entry.name
+        table.add_row(name, entry.type, _cell(entry.size), _cell(entry.modified_at))
+    _print_table(table)
+
+
+@files_app.command("rm")
+def files_rm(
+    ctx: typer.Context,
+    *,
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    remote: Annotated[
+        str, typer.Argument(metavar="REMOTE", help="Sandbox path (relative: under /workspace).")
+    ],
+) -> None:
+    """Delete a file in the sandbox (silent on success, like rm)."""
+    options = _options(ctx)
+    with _reporting(options):
+        options.gateway().session(session_id).files.delete(remote)
+    if options.json:
+        _print_json({"session_id": session_id, "path": remote, "deleted": True})
+
+
+def main() -> None:
+    """Console-script entry point (`sgw`)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
