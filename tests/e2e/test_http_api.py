@@ -256,7 +256,7 @@ def test_a_cross_origin_answer_carries_the_cors_headers(client: Client) -> None:
     response = client.request("GET", "/api/environments", headers={"Origin": "https://app.example"})
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == "*"
-    assert response.headers["access-control-expose-headers"] == "Retry-After"
+    assert response.headers["access-control-expose-headers"] == "Retry-After,Server-Timing"
 
     error = client.request("GET", "/nope", headers={"Origin": "https://app.example"})
     assert_error(error, 404, "route_not_found")

@@ -30,9 +30,7 @@ def default_route_event(method: str, path: str, body: str | None = None, content
 
 def default_function() -> str:
     (route,) = [route for route in http_api_routes() if route.is_default]
-    return {"SessionsFunction": "sessions", "ExecuteFunction": "execute", "FilesFunction": "files"}[
-        route.function
-    ]
+    return {"MetaFunction": "meta", "SessionsFunction": "sessions"}[route.function]
 
 
 @pytest.mark.parametrize(

@@ -189,7 +189,7 @@ def test_keepalive_extends_the_session_and_its_sandbox(api: Api, provider: FakeS
 
 
 def test_environments_lists_the_e2b_catalogue(api: Api) -> None:
-    names = [env["name"] for env in body_of(api.call("sessions", "environments_list"))["environments"]]
+    names = [env["name"] for env in body_of(api.call("meta", "environments_list"))["environments"]]
     assert names == ["e2b-python", "e2b-node", "e2b-bash"]
 
 

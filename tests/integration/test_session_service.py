@@ -19,6 +19,7 @@ from sandbox_gateway.models.errors import (
     StorageUnavailable,
 )
 from sandbox_gateway.models.session import Session, SessionStatus
+from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.executions import ExecutionService
 from sandbox_gateway.services.sessions import SessionService
 
@@ -43,7 +44,7 @@ class FailingActivateRepository(DynamoDBSessionRepository):
 def make_service(
     repository: DynamoDBSessionRepository, provider: FakeSandboxProvider, clock: Clock
 ) -> SessionService:
-    catalogue = EnvironmentCatalogue(BUILT_IN_ENVIRONMENTS, {Provider.E2B})
+    catalogue = EnvironmentCatalogue(BUILT_IN_ENVIRONMENTS, ProviderRegistry({}, {Provider.E2B}))
     return SessionService(repository, lambda _: provider, catalogue, Settings(), clock)
 
 

@@ -25,14 +25,16 @@ EXPECTED_ROUTES = {
     "GET /api/sessions/{session_id}": "SessionsFunction",
     "POST /api/sessions/{session_id}/keepalive": "SessionsFunction",
     "DELETE /api/sessions/{session_id}": "SessionsFunction",
-    "GET /api/environments": "SessionsFunction",
+    "GET /api/environments": "MetaFunction",
+    "GET /api/openapi.json": "MetaFunction",
+    "GET /api/docs": "MetaFunction",
     "POST /api/e2b/execute": "ExecuteFunction",
     "GET /api/e2b/files/{session_id}": "FilesFunction",
     "GET /api/e2b/files/{session_id}/{file_path+}": "FilesFunction",
     "POST /api/e2b/files": "FilesFunction",
     "DELETE /api/e2b/files/{session_id}/{file_path+}": "FilesFunction",
     # Everything no route matches: 404 route_not_found in the common shape, not API Gateway's own.
-    "$default": "SessionsFunction",
+    "$default": "MetaFunction",
 }
 
 
@@ -87,19 +89,32 @@ def test_unmatched_requests_reach_a_default_route_for_any_method(translated: dic
 
 def test_the_default_route_is_the_local_gateways_fallback_only() -> None:
     (default,) = [route for route in http_api_routes() if route.is_default]
-    assert (default.route_key, default.function) == ("$default", "SessionsFunction")
+    assert (default.route_key, default.function) == ("$default", "MetaFunction")
     assert default.match("GET", "$default") is None and default.match("ANY", "/nope") is None
     assert http_api_routes()[-1] == default
 
 
 def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:
-    roles = [r for r in translated["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
-    assert len(roles) == 4  # sessions, execute, files, reaper
-    for role in roles:
+    roles = {
+        name.removesuffix("Role"): r
+        for name, r in translated["Resources"].items()
+        if r["Type"] == "AWS::IAM::Role"
+    }
+    assert set(roles) == {
+        "SessionsFunction",
+        "ExecuteFunction",
+        "FilesFunction",
+        "ReaperFunction",
+        "MetaFunction",
+    }
+    for name, role in roles.items():
         statements = [
             s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]
         ]
         resources = json.dumps([s["Resource"] for s in statements])
+        if name == "MetaFunction":  # reads configuration only
+            assert statements == []
+            continue
         assert "SessionsTable" in resources and "E2BApiKeySecret" in resources
         assert '"*"' not in resources
 
@@ -119,7 +134,7 @@ def test_functions_answer_before_api_gateway_gives_up() -> None:
     assert template["Globals"]["Function"]["Tracing"] == "Active"
 
 
-@pytest.mark.parametrize("function", ["sessions", "execute", "files", "reaper"])
+@pytest.mark.parametrize("function", ["sessions", "execute", "files", "meta", "reaper"])
 def test_each_handler_module_exposes_lambda_handler(function: str) -> None:
     assert callable(load_handler_module(function).lambda_handler)
 

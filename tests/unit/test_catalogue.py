@@ -15,9 +15,10 @@ from sandbox_gateway.models.errors import (
     UnknownEnvironment,
     UnsupportedLanguage,
 )
+from sandbox_gateway.providers import ProviderRegistry
 
-E2B_ONLY = EnvironmentCatalogue(BUILT_IN_ENVIRONMENTS, [Provider.E2B])
-BOTH = EnvironmentCatalogue(BUILT_IN_ENVIRONMENTS, [Provider.E2B, Provider.DOCKER])
+E2B_ONLY = EnvironmentCatalogue(BUILT_IN_ENVIRONMENTS, ProviderRegistry({}, [Provider.E2B]))
+BOTH = EnvironmentCatalogue(BUILT_IN_ENVIRONMENTS, ProviderRegistry({}, [Provider.E2B, Provider.DOCKER]))
 
 
 def env(**overrides: Any) -> Environment:
@@ -85,14 +86,14 @@ def test_catalogue_resolve_provider_mismatch(name: str, provider: str) -> None:
 
 def test_catalogue_custom_environment_replaces_built_in_with_same_name() -> None:
     custom = env(name="e2b-python", template="my-tuned-template", memory_mb=2048)
-    catalogue = EnvironmentCatalogue([*BUILT_IN_ENVIRONMENTS, custom], [Provider.E2B])
+    catalogue = EnvironmentCatalogue([*BUILT_IN_ENVIRONMENTS, custom], ProviderRegistry({}, [Provider.E2B]))
     assert catalogue.resolve("e2b-python", None) == custom
     assert [e for e in catalogue.available() if e.name == "e2b-python"] == [custom]
 
 
 def test_catalogue_custom_environment_is_resolvable() -> None:
     custom = env(name="data-science")
-    catalogue = EnvironmentCatalogue([*BUILT_IN_ENVIRONMENTS, custom], [Provider.E2B])
+    catalogue = EnvironmentCatalogue([*BUILT_IN_ENVIRONMENTS, custom], ProviderRegistry({}, [Provider.E2B]))
     assert catalogue.resolve("data-science", "e2b") is custom
 
 
@@ -103,7 +104,7 @@ def test_catalogue_available_hides_disabled_providers() -> None:
 
 
 def test_catalogue_with_no_enabled_provider_says_none_available() -> None:
-    empty = EnvironmentCatalogue(BUILT_IN_ENVIRONMENTS, [])
+    empty = EnvironmentCatalogue(BUILT_IN_ENVIRONMENTS, ProviderRegistry({}, []))
     assert empty.available() == []
     with pytest.raises(ProviderNotAllowed) as caught:
         empty.resolve("e2b-python", None)

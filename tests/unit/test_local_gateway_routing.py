@@ -29,7 +29,7 @@ def test_find_route_sends_unmatched_requests_to_the_default_route(method: str, p
 
     assert found is not None
     route, params = found
-    assert (route.route_key, route.function, params) == ("$default", "SessionsFunction", {})
+    assert (route.route_key, route.function, params) == ("$default", "MetaFunction", {})
     event = build_event(route, params, request(method, path))
     assert event["routeKey"] == event["requestContext"]["routeKey"] == "$default"
     assert event["requestContext"]["http"]["method"] == method
@@ -50,7 +50,7 @@ def test_find_route_prefers_every_declared_route_to_the_default_one() -> None:
 
 def test_find_route_without_a_default_route_finds_nothing_as_api_gateway() -> None:
     template = load_template()
-    del template["Resources"]["SessionsFunction"]["Properties"]["Events"]["DefaultRoute"]
+    del template["Resources"]["MetaFunction"]["Properties"]["Events"]["DefaultRoute"]
 
     assert find_route(http_api_routes(template), "GET", "/nope") is None
 
@@ -62,7 +62,11 @@ def test_cors_configuration_is_the_templates_with_parameter_defaults() -> None:
     assert cors.allow_origins == ("*",)  # CorsAllowOrigins' default
     assert cors.allow_methods == ("GET", "POST", "DELETE", "OPTIONS")
     assert "Idempotency-Key" in cors.allow_headers
-    assert (cors.expose_headers, cors.max_age, cors.allow_credentials) == (("Retry-After",), 600, False)
+    assert (cors.expose_headers, cors.max_age, cors.allow_credentials) == (
+        ("Retry-After", "Server-Timing"),
+        600,
+        False,
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,35 +8,30 @@ from sandbox_gateway.models.environment import (
     LANGUAGE_ALIASES,
     Environment,
     Language,
-    Provider,
 )
 from sandbox_gateway.models.errors import (
     ProviderMismatch,
-    ProviderNotAllowed,
     UnknownEnvironment,
     UnsupportedLanguage,
 )
+from sandbox_gateway.providers import ProviderRegistry
 
 
 class EnvironmentCatalogue:
-    def __init__(self, environments: Iterable[Environment], enabled_providers: Iterable[Provider]) -> None:
+    def __init__(self, environments: Iterable[Environment], providers: ProviderRegistry) -> None:
         # A custom environment with a built-in's name replaces it: operators can retune limits.
         self._by_name = {env.name: env for env in environments}
-        self._enabled = frozenset(enabled_providers)
+        self._providers = providers
 
     def available(self) -> list[Environment]:
-        return [env for env in self._by_name.values() if env.provider in self._enabled]
+        return [env for env in self._by_name.values() if env.provider in self._providers.enabled]
 
     def resolve(self, name: str, provider: str | None) -> Environment:
         """The environment a create request asks for, or a 400 that says what exists."""
         env = self._by_name.get(name)
         if env is None:
             raise UnknownEnvironment(f"unknown environment '{name}'; available: {self._names()}")
-        if env.provider not in self._enabled:
-            raise ProviderNotAllowed(
-                f"provider '{env.provider}' is only available in local development "
-                f"(AWS_SAM_LOCAL=true or LOCAL_MODE=true); available environments: {self._names()}"
-            )
+        self._providers.require_enabled(env.provider, available=self._names())
         if provider is not None and provider != env.provider:
             raise ProviderMismatch(
                 f"environment '{name}' runs on provider '{env.provider}', not '{provider}'; "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
+from typing import cast
 
 import boto3
 
@@ -12,29 +14,46 @@ from sandbox_gateway.adapters.e2b import E2BSandboxProvider
 from sandbox_gateway.adapters.idempotency import IdempotentCreate
 from sandbox_gateway.adapters.secrets import e2b_api_key_source
 from sandbox_gateway.catalogue import EnvironmentCatalogue
-from sandbox_gateway.config import Settings, get_settings
+from sandbox_gateway.config import get_settings
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
-from sandbox_gateway.models.errors import ProviderNotAllowed, ProviderUnavailable
 from sandbox_gateway.ports import SandboxProvider, SessionRepository
+from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.executions import ExecutionService
 from sandbox_gateway.services.files import FileService
 from sandbox_gateway.services.reaper import OrphanSweep, ReaperService, StillLive
 from sandbox_gateway.services.sessions import SessionService
+from sandbox_gateway.timing import SANDBOX, Timed, time_dynamodb_calls
 
 _overrides: dict[object, object] = {}
 
 
-def enabled_providers(settings: Settings) -> set[Provider]:
-    # Docker runs untrusted code on the host it is on: acceptable on a developer's machine only.
-    return {Provider.E2B, Provider.DOCKER} if settings.local_mode else {Provider.E2B}
+@cache
+def providers() -> ProviderRegistry:
+    """Each provider behind its factory; tests' overrides take a provider's place. Every call into a
+    provider counts as the request's sandbox time (Server-Timing)."""
+
+    def factory(provider: Provider, build: Callable[[], SandboxProvider]) -> Callable[[], SandboxProvider]:
+        def timed() -> SandboxProvider:
+            chosen = _overrides.get(provider) or build()
+            return cast(SandboxProvider, Timed(chosen, SANDBOX))
+
+        return timed
+
+    factories = {
+        Provider.E2B: factory(Provider.E2B, e2b_provider),
+        Provider.DOCKER: factory(Provider.DOCKER, docker_provider),
+    }
+    return ProviderRegistry.for_deployment(factories, local_mode=get_settings().local_mode)
+
+
+def provider_for(provider: Provider) -> SandboxProvider:
+    return providers().get(provider)
 
 
 @cache
 def catalogue() -> EnvironmentCatalogue:
     settings = get_settings()
-    return EnvironmentCatalogue(
-        [*BUILT_IN_ENVIRONMENTS, *settings.custom_environments], enabled_providers(settings)
-    )
+    return EnvironmentCatalogue([*BUILT_IN_ENVIRONMENTS, *settings.custom_environments], providers())
 
 
 @cache
@@ -43,6 +62,7 @@ def session_repository() -> SessionRepository:
         return _overrides["repository"]  # type: ignore[return-value]
     settings = get_settings()
     resource = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
+    time_dynamodb_calls(resource.meta.client)
     return DynamoDBSessionRepository(resource.Table(settings.table_name))
 
 
@@ -50,6 +70,7 @@ def session_repository() -> SessionRepository:
 def idempotent_create() -> IdempotentCreate:
     settings = get_settings()
     client = boto3.client("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
+    time_dynamodb_calls(client)
     return IdempotentCreate(settings.table_name, client)
 
 
@@ -63,18 +84,6 @@ def e2b_provider() -> E2BSandboxProvider:
         sandbox_url=settings.e2b_sandbox_url,
         output_limit_bytes=settings.e2b_output_limit_bytes,
     )
-
-
-def provider_for(provider: Provider) -> SandboxProvider:
-    if provider in _overrides:
-        return _overrides[provider]  # type: ignore[return-value]
-    if provider not in enabled_providers(get_settings()):
-        raise ProviderNotAllowed(f"provider '{provider}' is only available in local development")
-    if provider == Provider.E2B:
-        return e2b_provider()
-    if provider == Provider.DOCKER:
-        return docker_provider()
-    raise ProviderUnavailable(f"provider '{provider}' is not available in this build")
 
 
 @cache
@@ -101,7 +110,7 @@ def file_service() -> FileService:
 def reaper_service() -> ReaperService:
     settings = get_settings()
     sweeps: list[OrphanSweep] = []
-    if Provider.DOCKER in enabled_providers(settings) and Provider.DOCKER not in _overrides:
+    if Provider.DOCKER in providers().enabled and Provider.DOCKER not in _overrides:
         # Containers whose sessions the store no longer knows as live (labels cannot change).
         def docker_sweep(still_live: StillLive) -> int:
             return len(docker_provider().reap(still_live))
@@ -124,6 +133,7 @@ def reset(*, keep_overrides: bool = False) -> None:
         _overrides.clear()
     get_settings.cache_clear()
     for factory in (
+        providers,
         catalogue,
         session_repository,
         idempotent_create,

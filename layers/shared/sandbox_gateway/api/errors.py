@@ -32,7 +32,11 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], HTTPStatus] = {
 
 
 def status_for(error: errors.DomainError) -> HTTPStatus:
-    for cls in type(error).__mro__:
+    return status_of(type(error))
+
+
+def status_of(error_type: type[errors.DomainError]) -> HTTPStatus:
+    for cls in error_type.__mro__:
         status = STATUS_BY_ERROR.get(cls)  # type: ignore[call-overload]
         if status is not None:
             return status

@@ -1,7 +1,10 @@
-"""The resolver every handler uses: validation on, one error shape for every failure."""
+"""The resolver every function uses: validation on, one error shape for every failure, and one
+request context (tenant, request id, timings) around each request."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -11,25 +14,49 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
     OpenAPIRequestValidationMiddleware,
 )
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from sandbox_gateway.api.body import max_body_bytes, parse_json_body
+from sandbox_gateway.api.context import current_request, request_scope
 from sandbox_gateway.api.errors import error_body, public_message, status_for
-from sandbox_gateway.api.tenancy import tenant_of
 from sandbox_gateway.config import get_settings
 from sandbox_gateway.models.errors import DomainError
 from sandbox_gateway.observability import logger
 
+# API Gateway's greedy `{file_path+}` takes the rest of the path, slashes included; Powertools'
+# `<param>` stops at "/". Routes write `<file_path>`; the compiled pattern takes the rest.
+GREEDY_PATH_PARAMETERS = ("file_path",)
 
-def build_resolver() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
-    # Powertools validates the body before any user middleware runs, so the one strict parse
-    # step replaces how its validation step reads the body (see api/body.py).
-    app._request_validation_middleware = StrictBodyValidation()
 
-    def request_id() -> str | None:
-        return (app.current_event.raw_event.get("requestContext") or {}).get("requestId")
+class GatewayResolver(APIGatewayHttpResolver):
+    def __init__(self) -> None:
+        super().__init__(enable_validation=True)
+        # Powertools validates the body before any user middleware runs, so the one strict parse
+        # step replaces how its validation step reads the body (see api/body.py).
+        self._request_validation_middleware = StrictBodyValidation()
+        _register_error_answers(self)
 
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        # Around resolution rather than a route middleware: Powertools runs route middlewares after
+        # request validation and not at all for unmatched routes, and those answers need the
+        # context (request id) and their Server-Timing too.
+        with request_scope(dict(event), get_settings().default_tenant_id) as request:
+            logger.append_keys(tenant_id=request.tenant_id)
+            answer = super().resolve(event, context)
+            headers = answer.setdefault("headers", {})
+            headers["Server-Timing"] = request.timings.header()
+        return answer
+
+    @staticmethod
+    def _compile_regex(rule: str, base_regex: str = "^{}$") -> re.Pattern[str]:
+        pattern = APIGatewayHttpResolver._compile_regex(rule, base_regex).pattern
+        for name in GREEDY_PATH_PARAMETERS:
+            pattern = re.sub(rf"\(\?P<{name}>\[.*?\]\+\)", f"(?P<{name}>.+)", pattern)
+        return re.compile(pattern)
+
+
+def _register_error_answers(app: GatewayResolver) -> None:
     @app.exception_handler(DomainError)
     def domain_error(error: DomainError) -> Response:
         status = status_for(error)
@@ -37,7 +64,7 @@ def build_resolver() -> APIGatewayHttpResolver:
         if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             logger.warning("request failed", extra={"error_code": error.code, "status": int(status)})
         message = public_message(error, get_settings().allowed_roots)
-        return _json(status, error_body(error.code, message, request_id()), headers)
+        return _json(status, error_body(error.code, message, _request_id()), headers)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(error: RequestValidationError) -> Response:
@@ -45,12 +72,12 @@ def build_resolver() -> APIGatewayHttpResolver:
         if any(issue.get("type") == "json_invalid" for issue in error.errors()):
             return _json(
                 HTTPStatus.BAD_REQUEST,
-                error_body("invalid_json", "the request body is not valid JSON", request_id()),
+                error_body("invalid_json", "the request body is not valid JSON", _request_id()),
             )
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
         return _json(
             HTTPStatus.UNPROCESSABLE_ENTITY,
-            error_body("validation_error", message, request_id(), details=problems),
+            error_body("validation_error", message, _request_id(), details=problems),
         )
 
     @app.not_found
@@ -59,7 +86,7 @@ def build_resolver() -> APIGatewayHttpResolver:
         # method (API Gateway has no 405). A HEAD answer carries no body.
         if app.current_event.http_method.upper() == "HEAD":
             return _json(HTTPStatus.NOT_FOUND, "")
-        return _json(HTTPStatus.NOT_FOUND, error_body("route_not_found", "no such route", request_id()))
+        return _json(HTTPStatus.NOT_FOUND, error_body("route_not_found", "no such route", _request_id()))
 
     @app.exception_handler(Exception)
     def unexpected(error: Exception) -> Response:
@@ -67,10 +94,8 @@ def build_resolver() -> APIGatewayHttpResolver:
         logger.exception("unhandled error")
         return _json(
             HTTPStatus.INTERNAL_SERVER_ERROR,
-            error_body("internal_error", "the request failed unexpectedly", request_id()),
+            error_body("internal_error", "the request failed unexpectedly", _request_id()),
         )
-
-    return app
 
 
 class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
@@ -86,12 +111,12 @@ class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
         )
 
 
-def current_tenant(app: APIGatewayHttpResolver) -> str:
-    return tenant_of(app.current_event.raw_event, get_settings().default_tenant_id)
-
-
 def json_response(status: HTTPStatus, model: BaseModel, headers: dict[str, str] | None = None) -> Response:
     return _json(status, model.model_dump(mode="json"), headers)
+
+
+def _request_id() -> str | None:
+    return current_request().request_id
 
 
 def _json(status: HTTPStatus, body: object, headers: dict[str, str] | None = None) -> Response:

@@ -217,3 +217,19 @@ class FileWrittenResponse(BaseModel):
     session_id: str
     path: str
     size: int
+
+
+class ErrorDetailResponse(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorInfoResponse(BaseModel):
+    code: str = Field(description="stable, machine-readable; see the README's error table")
+    message: str
+    request_id: str | None = Field(default=None, description="quote it when reporting a problem")
+    details: list[ErrorDetailResponse] | None = Field(default=None, description="validation problems")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfoResponse
