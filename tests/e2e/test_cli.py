@@ -361,6 +361,14 @@ def test_no_url_is_a_usage_error(runner: CliRunner) -> None:
     assert "SGW_URL" in result.stderr
 
 
+@pytest.mark.parametrize("url", ["127.0.0.1:3000", "http://[::1"])
+def test_a_malformed_url_is_a_usage_error(runner: CliRunner, url: str) -> None:
+    result = runner.invoke(app, ["--url", url, "environments"])
+
+    assert result.exit_code == EXIT_USAGE
+    assert result.stderr.startswith("error: ") and url in result.stderr
+
+
 def test_the_url_can_come_from_sgw_url(runner: CliRunner, stack: Stack) -> None:
     result = runner.invoke(app, ["--json", "environments"], env={"SGW_URL": stack.url})
 

@@ -107,13 +107,18 @@ class Options:
     api_key: str | None
     json: bool
 
-    _gateway: Gateway | None = None
+    _gateway: Gateway | None = dataclasses.field(default=None, repr=False)
 
     def gateway(self) -> Gateway:
         if not self.url:  # Typer has already looked at SGW_URL
             _fail("error: no gateway URL: pass --url or set SGW_URL (`make dev` prints it)", EXIT_USAGE)
         if self._gateway is None:
-            self._gateway = Gateway(url=self.url, api_key=self.api_key)
+            if not self.url.lower().startswith(("http://", "https://")):
+                _fail(f"error: the gateway URL must start with http:// or https://: {self.url}", EXIT_USAGE)
+            try:
+                self._gateway = Gateway(url=self.url, api_key=self.api_key)
+            except (ValueError, httpx.InvalidURL) as exc:
+                _fail(f"error: invalid gateway URL {self.url}: {exc}", EXIT_USAGE)
         return self._gateway
 
     def close(self) -> None:
@@ -187,16 +192,12 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    elif hasattr(value, "_asdict"):  # NamedTuple
-        value = value._asdict()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return value.model_dump(mode="json")
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    return value.isoformat() if hasattr(value, "isoformat") else value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
 
 
 def _print_json(value: Any) -> None:
@@ -224,8 +225,6 @@ def _table(*headers: str, show_header: bool = True) -> Table:
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
     return str(value)
@@ -248,7 +247,7 @@ def _reporting(options: Options) -> Iterator[None]:
             _print_json({"error": error})
         request = f" (request id {exc.request_id})" if exc.request_id else ""
         _fail(f"error: {exc.code}: {exc.message}{request}", EXIT_API_ERROR)
-    except httpx.HTTPError as exc:
+    except httpx.HTTPError as exc:  # the client wraps transport errors; this is a last guard
         if options.json:
             _print_json({"error": {"code": "connection_failed", "message": str(exc)}})
         _fail(f"error: connection_failed: {exc}", EXIT_API_ERROR)
