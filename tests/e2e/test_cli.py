@@ -110,7 +110,9 @@ def test_a_session_is_created_shown_listed_and_closed(sgw: Callable[..., Any]) -
     listed = sgw("--json", "session", "list")
     assert listed.exit_code == 0, listed.stderr
     assert session_id in [s["session_id"] for s in json.loads(listed.stdout)]
-    human_list = sgw("session", "list", "--limit", "50")
+    newest = json.loads(sgw("--json", "session", "list", "-n", "1").stdout)
+    assert [s["session_id"] for s in newest] == [session_id]
+    human_list = sgw("session", "list")
     assert re.search(rf"^{session_id}\s+active\s+e2b-python\s+e2b\s", human_list.stdout, re.MULTILINE)
 
     closed = sgw("session", "close", session_id)

@@ -407,13 +407,13 @@ def session_list(
     ctx: typer.Context,
     *,
     limit: Annotated[
-        int | None, typer.Option("--limit", "-n", help="At most this many, newest first.", min=1)
-    ] = None,
+        int, typer.Option("--limit", "-n", help="At most this many, newest first; 0 for all.", min=0)
+    ] = 50,
 ) -> None:
-    """List sessions, newest first."""
+    """List sessions, newest first (ended ones stay listed for 7 days)."""
     options = _options(ctx)
     with _reporting(options):
-        sessions = options.gateway().list_sessions(limit=limit)
+        sessions = options.gateway().list_sessions(limit=limit or None)
     if options.json:
         _print_json(sessions)
         return
