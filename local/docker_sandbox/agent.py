@@ -31,7 +31,8 @@ sys.path.insert(0, "/opt/sandbox")
 
 STATE = Path("/.e2b")  # tmpfs; also the kernels' STATE_MOUNT
 SOCKET = STATE / "agent.sock"
-WORKSPACE = "/workspace"
+# The container's working directory is the configured workspace (WORKSPACE_ROOT).
+WORKSPACE = os.getcwd()
 # A cell that ignores SIGINT this long has its kernel restarted: the caller hears within ~1 s.
 # A normal cell stops on SIGINT in milliseconds, but on a loaded machine 0.25 s was seen to
 # restart (and so wipe) a kernel whose cell was only sleeping.

@@ -83,6 +83,7 @@ def e2b_provider() -> E2BSandboxProvider:
         api_url=settings.e2b_api_url,
         sandbox_url=settings.e2b_sandbox_url,
         output_limit_bytes=settings.e2b_output_limit_bytes,
+        workspace=settings.workspace_root,
     )
 
 

@@ -128,7 +128,8 @@ class DockerSandboxProvider:
                     environment={**BASE_ENVIRONMENT, **spec.envs},
                     use_config_proxy=False,  # the host's proxy settings are not the sandbox's
                     hostname="sandbox",
-                    working_dir="/workspace",
+                    # The agent starts its kernels here: where code runs, relative paths resolve.
+                    working_dir=self._settings.workspace_root,
                     user=SANDBOX_USER,
                     cap_drop=["ALL"],
                     security_opt=["no-new-privileges:true"],
@@ -353,7 +354,7 @@ class DockerSandboxProvider:
         errors = _docker_errors()
         try:
             exec_id = api.exec_create(
-                container.id, command, stdin=True, user=SANDBOX_USER, workdir="/workspace"
+                container.id, command, stdin=True, user=SANDBOX_USER, workdir=self._settings.workspace_root
             )["Id"]
             sock = api.exec_start(exec_id, socket=True)
         except errors.APIError as exc:

@@ -48,7 +48,7 @@ from sandbox_gateway.ports import SandboxRef, SandboxSpec
 
 logger = Logger(child=True)
 
-WORKSPACE = "/workspace"
+DEFAULT_WORKSPACE = "/workspace"
 # The code interpreter's own names for our languages.
 _KERNEL_LANGUAGE = {Language.PYTHON: "python", Language.JAVASCRIPT: "javascript", Language.BASH: "bash"}
 _KERNEL_ALIASES = {"js": "javascript", "node": "javascript", "sh": "bash", "python3": "python"}
@@ -146,8 +146,10 @@ class E2BSandboxProvider:
         sandbox_url: str | None = None,
         clock: Callable[[], float] = time.time,
         output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT_BYTES,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> None:
         self._api_key = api_key
+        self._workspace = workspace  # where code runs and relative paths resolve
         self._output_limit = output_limit_bytes
         self._request_timeout = request_timeout_seconds
         self._urls = {k: v for k, v in (("api_url", api_url), ("sandbox_url", sandbox_url)) if v}
@@ -171,10 +173,11 @@ class E2BSandboxProvider:
             )
         try:
             with _translated("prepare the sandbox workspace"):
-                # Templates start in /home/user; the API promises /workspace as the working directory.
+                # Templates start in /home/user; the API promises its workspace as the working directory.
                 sandbox.commands.run(
                     # Owned by the template's default user (E2B's is "user") where that user exists.
-                    f"mkdir -p {WORKSPACE} && {{ ! id -u user >/dev/null 2>&1 || chown user:user {WORKSPACE}; }}",  # noqa: E501
+                    f"mkdir -p {self._workspace} && "
+                    f"{{ ! id -u user >/dev/null 2>&1 || chown user:user {self._workspace}; }}",
                     user="root",
                     timeout=self._request_timeout,
                     request_timeout=self._request_timeout,
@@ -182,12 +185,12 @@ class E2BSandboxProvider:
                 # The template's Python kernel is already running: moving it costs one cell,
                 # where a new context would start a kernel (~0.7 s on the local host).
                 moved = sandbox.run_code(
-                    f"import os as _os; _os.chdir({WORKSPACE!r}); del _os",
+                    f"import os as _os; _os.chdir({self._workspace!r}); del _os",
                     language=_KERNEL_LANGUAGE[Language.PYTHON],
                     request_timeout=self._request_timeout,
                 )
                 if moved.error is not None:
-                    raise ProviderError(f"could not enter {WORKSPACE}: {moved.error.name}")
+                    raise ProviderError(f"could not enter {self._workspace}: {moved.error.name}")
                 self._context(sandbox, env.default_language)
         except Exception:
             # Nothing leaks: a sandbox that never became a session's is killed at once.
@@ -280,9 +283,9 @@ class E2BSandboxProvider:
             if target is None:
                 return f"[the cell ignored the interrupt and the {name} kernel could not be restarted]"
             sandbox.restart_code_context(target)
-            if context is None:  # the template's default context starts outside /workspace
+            if context is None:  # the template's default context starts outside the workspace
                 sandbox.run_code(
-                    f"import os as _os; _os.chdir({WORKSPACE!r}); del _os",
+                    f"import os as _os; _os.chdir({self._workspace!r}); del _os",
                     context=target,
                     request_timeout=self._request_timeout,
                 )
@@ -297,9 +300,9 @@ class E2BSandboxProvider:
             output.stderr.append(("\n" if output.stderr else "") + note + "\n")
 
     def _context(self, sandbox: Sandbox, language: Language) -> Context | None:
-        """The session's context for a language, working in /workspace; created on first use.
+        """The session's context for a language, working in the workspace; created on first use.
 
-        Python runs in the template's default context (None), moved to /workspace at create.
+        Python runs in the template's default context (None), moved to the workspace at create.
         """
         if language == Language.PYTHON:
             return None
@@ -312,13 +315,13 @@ class E2BSandboxProvider:
             (
                 ctx
                 for ctx in sandbox.list_code_contexts()
-                if _kernel_name(ctx.language) == wanted and ctx.cwd == WORKSPACE
+                if _kernel_name(ctx.language) == wanted and ctx.cwd == self._workspace
             ),
             None,
         )
         if context is None:
             context = sandbox.create_code_context(
-                cwd=WORKSPACE, language=wanted, request_timeout=self._request_timeout
+                cwd=self._workspace, language=wanted, request_timeout=self._request_timeout
             )
         self._contexts[key] = context
         return context
