@@ -299,6 +299,10 @@ def test_files_put_ls_get_rm_roundtrip_a_2_mib_binary_file(
     assert json.loads(into_dir.stdout)["local"] == str(tmp_path / "blob.bin")
     assert (tmp_path / "blob.bin").read_bytes() == data
 
+    into_new_dir = sgw("files", "get", session.id, "data/blob.bin", f"{tmp_path}/new/")
+    assert into_new_dir.exit_code == 0, into_new_dir.stderr
+    assert (tmp_path / "new" / "blob.bin").read_bytes() == data
+
     piped = sgw("files", "get", session.id, "data/blob.bin", "-")
     assert piped.exit_code == 0, piped.stderr
     assert piped.stdout_bytes == data

@@ -770,11 +770,11 @@ def files_get(
     target: Path | None = None
     if local != "-":
         name = Path(remote.rstrip("/")).name
+        if not name:
+            raise typer.BadParameter("REMOTE names no file", param_hint="REMOTE")
         target = Path(local) if local else Path(name)
-        if target.is_dir():
+        if target.is_dir() or (local or "").endswith("/"):  # a trailing slash means a directory
             target = target / name
-        if not target.name:
-            raise typer.BadParameter("give a LOCAL file name", param_hint="LOCAL")
     with _reporting(options), _transfer(f"get {remote}") as progress:
         data = options.gateway().session(session_id).files.read(remote, progress=progress)
     if target is None:
@@ -783,6 +783,7 @@ def files_get(
         binary.flush()
         return
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     except OSError as exc:
         _fail(f"error: cannot write {target}: {exc.strerror or exc}", EXIT_USAGE)
