@@ -367,12 +367,21 @@ class _Handler(BaseHTTPRequestHandler):
             status = HTTPStatus(code)
         except ValueError:
             status = HTTPStatus.BAD_REQUEST
-        error_code = "method_not_implemented" if status == HTTPStatus.NOT_IMPLEMENTED else "bad_request"
+        error_code = EDGE_ERROR_CODES.get(status, "bad_request")
         self.close_connection = True
         self._send_error(status, error_code, (message or status.phrase)[:200], {"Connection": "close"})
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request is logged by _serve
+
+
+# The stdlib answers these before any route is looked up; the OpenAPI document names the first two
+# on every operation (sandbox_gateway.api.openapi.EDGE_LIMITS).
+EDGE_ERROR_CODES = {
+    HTTPStatus.REQUEST_URI_TOO_LONG: "uri_too_long",
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "headers_too_large",
+    HTTPStatus.NOT_IMPLEMENTED: "method_not_implemented",
+}
 
 
 def serve(

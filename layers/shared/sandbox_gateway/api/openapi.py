@@ -35,6 +35,12 @@ PROVIDER_FAILURES = (
     errors.SandboxGone,
     errors.SandboxDiskFull,
 )
+# The gateway in front of the functions refuses a request line or headers over its limits before
+# any route runs (API Gateway: 10 KiB; the local gateway: 64 KiB), whatever the operation.
+EDGE_LIMITS = {
+    HTTPStatus.REQUEST_URI_TOO_LONG: "uri_too_long",
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "headers_too_large",
+}
 # Whatever reaches into a live session's sandbox.
 SANDBOX_CALL = (
     errors.SessionNotFound,
@@ -60,6 +66,7 @@ def responses(
     if content is not None or success == HTTPStatus.NO_CONTENT:
         answers[int(success)]["content"] = content or {}
     codes: dict[int, set[str]] = {int(HTTPStatus.UNPROCESSABLE_ENTITY): {"validation_error"}}
+    codes.update({int(status): {code} for status, code in EDGE_LIMITS.items()})
     for error_type in (*raised, *(BODY if body else ()), *ALWAYS):
         codes.setdefault(int(status_of(error_type)), set()).add(error_type.code)
     for status, found in sorted(codes.items()):
