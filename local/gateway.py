@@ -235,7 +235,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         started = time.perf_counter()
-        status = self._respond()
+        try:
+            status = self._respond()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went away mid-answer (a killed curl or sgw): nothing to tell it, no trace.
+            self.close_connection = True
+            logger.info("%s %s client disconnected", self.command, self.path)
+            return
         logger.info(
             "%s %s %s %.0fms", self.command, self.path, status, (time.perf_counter() - started) * 1000
         )
