@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Debian packages the local E2B-compatible host needs: bubblewrap (per-sandbox namespaces)
 # nodejs (the JavaScript kernel) and slirp4netns (sandboxes with internet access but not the
-# host's loopback), plus util-linux's unshare/setsid. Installs them as root;
+# host's loopback), plus util-linux's unshare/setsid; and curl, which the README's examples use
+# (tests/e2e/test_readme_curl.py runs them). Installs them as root;
 # otherwise says what is missing. The host runs each sandbox's bwrap as an unprivileged uid, so
 # the kernel must allow unprivileged user namespaces: on Ubuntu >= 23.10 AppArmor forbids them
 # unless kernel.apparmor_restrict_unprivileged_userns=0 (set here when running as root).
@@ -23,6 +24,7 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 { command -v unshare && command -v setsid; } >/dev/null 2>&1 || missing+=(util-linux)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
