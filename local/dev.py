@@ -29,6 +29,7 @@ Settings: {dotenv}
   curl -s -X POST {url}/api/e2b/execute -H 'Content-Type: application/json' \\
        -d '{{"session_id": "<session_id>", "code": "x = 21\\nprint(x * 2)", "language": "python"}}'
 
+API reference: {url}/api/docs (Swagger UI), {url}/api/openapi.json
 Docker provider: {docker}
 Reaper: every {reaper:g} s, expired sessions end and their sandboxes are killed
 Function logs (JSON) and metrics (EMF): {log}
