@@ -74,7 +74,10 @@ class ExecuteRequest(_Request):
 class WriteFileRequest(_Request):
     session_id: SessionId
     file_path: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-    content: str = Field(description="file content, standard base64 with padding")
+    content: str = Field(
+        description="file content, standard base64 with padding",
+        json_schema_extra={"contentEncoding": "base64"},
+    )
 
 
 def _iso(epoch_seconds: int | None) -> str | None:
@@ -210,7 +213,7 @@ class FileContentResponse(BaseModel):
     path: str
     size: int
     encoding: str = "base64"
-    content: str
+    content: str = Field(json_schema_extra={"contentEncoding": "base64"})
 
 
 class FileWrittenResponse(BaseModel):
