@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_gateway.api.app import ALL_ROUTERS, build_app, openapi_document, openapi_text
+from sandbox_gateway.api.app import all_routers, build_app, openapi_document, openapi_text
 
 from local.template import http_api_routes
 from tests.integration.conftest import Api, body_of
@@ -118,7 +118,7 @@ def test_each_function_serves_exactly_the_routes_the_template_sends_it(function:
 
 
 def test_the_document_covers_every_route_of_the_template_and_nothing_else() -> None:
-    assert routes_of(build_app(ALL_ROUTERS)) == template_routes()
+    assert routes_of(build_app(all_routers())) == template_routes()
     paths = openapi_document()["paths"]
     assert {(m.upper(), p) for p, ops in paths.items() for m in ops} == template_routes()
 

@@ -16,15 +16,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sandbox_gateway.api import openapi
 from sandbox_gateway.api.resolver import GatewayResolver
-from sandbox_gateway.api.routes import executions, files, meta, sessions
 from sandbox_gateway.observability import logger, metrics, tracer
 
-ALL_ROUTERS: tuple[Router, ...] = (sessions.router, executions.router, files.router, meta.router)
+
+def all_routers() -> tuple[Router, ...]:
+    # Imported here so a function's cold start imports only the route modules it serves.
+    from sandbox_gateway.api.routes import executions, files, meta, sessions  # noqa: PLC0415
+
+    return (sessions.router, executions.router, files.router, meta.router)
 
 
-def build_app(routers: Sequence[Router] = ALL_ROUTERS) -> GatewayResolver:
+def build_app(routers: Sequence[Router] | None = None) -> GatewayResolver:
+    """The resolver with `routers`; without them, with every route group (the whole API)."""
     app = GatewayResolver()
-    for router in routers:
+    for router in all_routers() if routers is None else routers:
         app.include_router(router)
     return app
 
