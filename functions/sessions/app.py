@@ -1,9 +1,10 @@
-"""Sessions function: creating, reading, listing, keeping alive and closing sessions.
+"""Sessions function: creating, reading, listing, keeping alive and closing sessions, and the
+tenant's usage.
 
-The routes live in sandbox_gateway/api/routes/sessions.py; template.yaml sends their paths here."""
+The routes live in sandbox_gateway/api/routes/{sessions,usage}.py; template.yaml sends their paths here."""
 
 from sandbox_gateway.api.app import build_app, lambda_handler_for
-from sandbox_gateway.api.routes import sessions
+from sandbox_gateway.api.routes import sessions, usage
 
-app = build_app([sessions.router])
+app = build_app([sessions.router, usage.router])
 lambda_handler = lambda_handler_for(app)

@@ -24,7 +24,6 @@ CUSTOM = {
 def test_settings_from_environ_defaults() -> None:
     settings = Settings.from_environ({})
     assert settings.table_name == "sandbox-gateway-sessions"
-    assert settings.default_tenant_id == "default"
     assert settings.e2b_api_key is None
     assert settings.e2b_api_key_secret_id is None
     assert settings.session_timeout_default_seconds == 900
@@ -49,7 +48,6 @@ def test_settings_from_environ_maps_upper_case_names_to_fields() -> None:
         {
             "TABLE_NAME": "my-table",
             "DYNAMODB_ENDPOINT_URL": "http://localhost:8000",
-            "DEFAULT_TENANT_ID": "acme",
             "E2B_API_KEY": "e2b_test",
             "E2B_API_URL": "http://localhost:49982",
             "E2B_REQUEST_TIMEOUT_SECONDS": "5.5",
@@ -64,7 +62,6 @@ def test_settings_from_environ_maps_upper_case_names_to_fields() -> None:
     )
     assert settings.table_name == "my-table"
     assert settings.dynamodb_endpoint_url == "http://localhost:8000"
-    assert settings.default_tenant_id == "acme"
     assert settings.e2b_api_key == "e2b_test"
     assert settings.e2b_api_url == "http://localhost:49982"
     assert settings.e2b_request_timeout_seconds == 5.5

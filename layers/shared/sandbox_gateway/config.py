@@ -16,7 +16,6 @@ class Settings(BaseModel):
 
     table_name: str = "sandbox-gateway-sessions"
     dynamodb_endpoint_url: str | None = None
-    default_tenant_id: str = "default"
 
     e2b_api_key: str | None = Field(default=None, repr=False)
     e2b_api_key_secret_id: str | None = None
@@ -52,6 +51,8 @@ class Settings(BaseModel):
     docker_pids_limit: int = Field(default=256, ge=16)
     docker_workspace_mb: int = Field(default=256, ge=1)
     docker_output_limit_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Per-tenant quota defaults (a tenant's own overrides are stored with it; see README "Quotas").
+    quota_max_active_sessions: int = Field(default=10, ge=1)
     # The reaper (scheduled function; a thread in the local stack): sessions per run.
     reaper_batch_size: int = Field(default=200, ge=1, le=1000)
     custom_environments: tuple[Environment, ...] = ()

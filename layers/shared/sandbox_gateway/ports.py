@@ -67,7 +67,8 @@ class SessionPage:
 class SessionRepository(Protocol):
     """Session metadata. Every state change is conditional; a failed condition returns None/False."""
 
-    def put_new(self, session: Session) -> None: ...
+    def put_new(self, session: Session, max_active_sessions: int | None = None) -> None:
+        """Write a new session, counted against its tenant's live sessions (QuotaExceeded over the limit)."""
 
     def get(self, tenant_id: str, session_id: str) -> Session | None: ...
 

@@ -13,6 +13,7 @@ from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
 from sandbox_gateway.adapters.e2b import E2BSandboxProvider
 from sandbox_gateway.adapters.idempotency import IdempotentCreate
 from sandbox_gateway.adapters.secrets import e2b_api_key_source
+from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.config import get_settings
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
@@ -22,6 +23,7 @@ from sandbox_gateway.services.executions import ExecutionService
 from sandbox_gateway.services.files import FileService
 from sandbox_gateway.services.reaper import OrphanSweep, ReaperService, StillLive
 from sandbox_gateway.services.sessions import SessionService
+from sandbox_gateway.services.tenants import TenantLedger, default_quotas
 from sandbox_gateway.timing import SANDBOX, Timed, time_dynamodb_calls
 
 _overrides: dict[object, object] = {}
@@ -93,18 +95,33 @@ def docker_provider() -> DockerSandboxProvider:
 
 
 @cache
+def tenant_store() -> DynamoDBTenantStore:
+    settings = get_settings()
+    resource = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
+    time_dynamodb_calls(resource.meta.client)
+    return DynamoDBTenantStore(resource.Table(settings.table_name))
+
+
+@cache
+def tenant_ledger() -> TenantLedger:
+    return TenantLedger(tenant_store(), default_quotas(get_settings()))
+
+
+@cache
 def session_service() -> SessionService:
-    return SessionService(session_repository(), provider_for, catalogue(), get_settings())
+    return SessionService(
+        session_repository(), provider_for, catalogue(), get_settings(), ledger=tenant_ledger()
+    )
 
 
 @cache
 def execution_service() -> ExecutionService:
-    return ExecutionService(session_service(), session_repository(), get_settings())
+    return ExecutionService(session_service(), session_repository(), get_settings(), ledger=tenant_ledger())
 
 
 @cache
 def file_service() -> FileService:
-    return FileService(session_service(), get_settings())
+    return FileService(session_service(), get_settings(), ledger=tenant_ledger())
 
 
 @cache
@@ -134,6 +151,8 @@ def reset(*, keep_overrides: bool = False) -> None:
         _overrides.clear()
     get_settings.cache_clear()
     for factory in (
+        tenant_store,
+        tenant_ledger,
         providers,
         catalogue,
         session_repository,

@@ -7,12 +7,14 @@ import binascii
 import builtins
 import hashlib
 import json
+import time
 from typing import Any
 
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sandbox_gateway.models.environment import Provider
-from sandbox_gateway.models.errors import InvalidPageToken, StorageUnavailable
+from sandbox_gateway.models.errors import InvalidPageToken, QuotaExceeded, StorageUnavailable
 from sandbox_gateway.models.session import Session, SessionStatus
 from sandbox_gateway.ports import SessionPage
 
@@ -28,6 +30,8 @@ _LIVE = (SessionStatus.CREATING.value, SessionStatus.ACTIVE.value)
 LIVE_INDEX = "LiveByExpiry"
 LIVE_SHARD_ATTRIBUTE = "live_shard"
 LIVE_SHARDS = 8
+QUOTA_RETRY_AFTER_SECONDS = 30  # a tenant at its live-session limit: one may end soon
+_SERIALIZER = TypeSerializer()
 
 
 def live_shard(session_id: str) -> str:
@@ -75,12 +79,32 @@ class DynamoDBSessionRepository:
         )
 
     # --- writes: every one conditional --------------------------------------------------------
-    def put_new(self, session: Session) -> None:
-        self._call(
-            self._table.put_item,
-            Item=_to_item(session),
-            ConditionExpression="attribute_not_exists(pk)",
+    def put_new(self, session: Session, max_active_sessions: int | None = None) -> None:
+        """Write a new session and count it against its tenant's live sessions, in one transaction:
+        two creates at the limit cannot both pass. The day's `sessions_created` counts it too."""
+        counter: dict[str, Any] = {
+            "Key": _tenant_key(session.tenant_id),
+            "UpdateExpression": "ADD active_sessions :one",
+            "ExpressionAttributeValues": {":one": 1},
+        }
+        if max_active_sessions is not None:
+            counter["ConditionExpression"] = (
+                "attribute_not_exists(active_sessions) OR active_sessions < :limit"
+            )
+            counter["ExpressionAttributeValues"][":limit"] = max_active_sessions
+        cancelled = self._transact(
+            {"Put": {"Item": _to_item(session), "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": counter},
+            {"Update": _usage_update(session.tenant_id, session.created_at, "sessions_created", 1)},
         )
+        if cancelled and cancelled[1]:
+            raise QuotaExceeded(
+                f"the tenant already has {max_active_sessions} live sessions (max_active_sessions); "
+                "close one or wait for one to end",
+                retry_after_seconds=QUOTA_RETRY_AFTER_SECONDS,
+            )
+        if cancelled:
+            raise StorageUnavailable("session storage refused the new session; retry")
 
     def activate(self, session: Session, sandbox_id: str, now: int) -> Session | None:
         return self._update(
@@ -96,8 +120,9 @@ class DynamoDBSessionRepository:
         )
 
     def mark_failed(self, session: Session, reason: str, now: int) -> Session | None:
-        return self._update(
+        return self._end(
             session,
+            now,
             "SET #status = :failed, failure_reason = :reason, updated_at = :now "
             "REMOVE lease_id, lease_until, live_shard",
             "#status IN (:creating, :active)",
@@ -115,8 +140,9 @@ class DynamoDBSessionRepository:
             (SessionStatus.CLOSED, "expires_at > :now"),
             (SessionStatus.EXPIRED, "expires_at <= :now"),
         ):
-            updated = self._update(
+            updated = self._end(
                 session,
+                now,
                 "SET #status = :final, closed_at = :now, updated_at = :now "
                 "REMOVE lease_id, lease_until, live_shard",
                 f"#status IN (:creating, :active) AND {clock_condition}",
@@ -128,8 +154,9 @@ class DynamoDBSessionRepository:
 
     def expire(self, session: Session, now: int) -> Session | None:
         """creating|active → expired, only once past expiry (a keep-alive may have moved it)."""
-        return self._update(
+        return self._end(
             session,
+            now,
             "SET #status = :expired, closed_at = :now, updated_at = :now "
             "REMOVE lease_id, lease_until, live_shard",
             "#status IN (:creating, :active) AND expires_at <= :now",
@@ -191,6 +218,65 @@ class DynamoDBSessionRepository:
         )
 
     # --- plumbing ----------------------------------------------------------------------------
+    def _end(
+        self, session: Session, now: int, update: str, condition: str, values: dict[str, Any]
+    ) -> Session | None:
+        """A live session ends: in the same transaction its tenant's live count goes down and
+        the day's `sandbox_seconds` go up by its lifetime, so each happens exactly once."""
+        cancelled = self._transact(
+            {
+                "Update": {
+                    "Key": {"pk": _pk(session.tenant_id), "sk": _sk(session.session_id)},
+                    "UpdateExpression": update,
+                    "ConditionExpression": f"attribute_exists(pk) AND ({condition})",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            {
+                "Update": {
+                    "Key": _tenant_key(session.tenant_id),
+                    "UpdateExpression": "ADD active_sessions :minus_one",
+                    "ExpressionAttributeValues": {":minus_one": -1},
+                }
+            },
+            {
+                "Update": _usage_update(
+                    session.tenant_id, now, "sandbox_seconds", max(0, now - session.created_at)
+                )
+            },
+        )
+        if cancelled:
+            return None  # the condition failed: the session had already moved on
+        return self.get(session.tenant_id, session.session_id)
+
+    def _transact(self, *actions: dict[str, Any]) -> builtins.list[bool] | None:
+        """Run write actions (resource-style values) as one transaction. None when it committed;
+        else, per action, whether its condition is what failed."""
+        items = []
+        for action in actions:
+            ((kind, body),) = action.items()
+            wire: dict[str, Any] = {"TableName": self._table.name}
+            for name, value in body.items():
+                if name in ("Item", "Key") or name == "ExpressionAttributeValues":
+                    wire[name] = {k: _SERIALIZER.serialize(v) for k, v in value.items()}
+                else:
+                    wire[name] = value
+            items.append({kind: wire})
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+            reasons = exc.response.get("CancellationReasons") or []
+            failed = [r.get("Code") == "ConditionalCheckFailed" for r in reasons]
+            if not any(failed):  # a conflict with another transaction, throttling: not a condition
+                raise StorageUnavailable("session storage is busy; retry shortly") from exc
+            return failed + [False] * (len(actions) - len(failed))
+        except BotoCoreError as exc:
+            raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+        return None
+
     def _update(
         self,
         session: Session,
@@ -227,6 +313,19 @@ class DynamoDBSessionRepository:
             return method(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+
+
+def _tenant_key(tenant_id: str) -> dict[str, str]:
+    return {"pk": _pk(tenant_id), "sk": "TENANT"}  # quota overrides and the live-session counter
+
+
+def _usage_update(tenant_id: str, epoch_seconds: int, counter: str, amount: int) -> dict[str, Any]:
+    day = time.strftime("%Y-%m-%d", time.gmtime(epoch_seconds))
+    return {
+        "Key": {"pk": _pk(tenant_id), "sk": f"USAGE#{day}"},
+        "UpdateExpression": f"ADD {counter} :amount",
+        "ExpressionAttributeValues": {":amount": amount},
+    }
 
 
 def _to_item(session: Session) -> dict[str, Any]:

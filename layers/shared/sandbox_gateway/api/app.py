@@ -21,9 +21,9 @@ from sandbox_gateway.observability import logger, metrics, tracer
 
 def all_routers() -> tuple[Router, ...]:
     # Imported here so a function's cold start imports only the route modules it serves.
-    from sandbox_gateway.api.routes import executions, files, meta, sessions  # noqa: PLC0415
+    from sandbox_gateway.api.routes import executions, files, meta, sessions, usage  # noqa: PLC0415
 
-    return (sessions.router, executions.router, files.router, meta.router)
+    return (sessions.router, usage.router, executions.router, files.router, meta.router)
 
 
 def build_app(routers: Sequence[Router] | None = None) -> GatewayResolver:
@@ -41,6 +41,8 @@ def openapi_document() -> dict[str, Any]:
         version=openapi.API_VERSION,
         description=openapi.DESCRIPTION,
         openapi_version="3.1.0",
+        security_schemes=openapi.SECURITY_SCHEMES,  # type: ignore[arg-type]
+        security=[{openapi.SECURITY_SCHEME: []}],
     )
     raw = document.model_dump(mode="json", by_alias=True, exclude_none=True)
     return openapi.corrected(raw)

@@ -22,9 +22,18 @@ DESCRIPTION = (
     'shape {"error": {"code", "message", "request_id"}}.'
 )
 
+SECURITY_SCHEME = "ApiKey"
+SECURITY_SCHEMES = {
+    SECURITY_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (sgw_…) from `sgw admin keys create`: Authorization: Bearer <key>",
+    }
+}
 # Every operation can fail on a broken store or an unexpected bug (DomainError: internal_error);
 # every body can be malformed.
-ALWAYS = (errors.StorageUnavailable, errors.DomainError)
+# Every operation needs an API key (401 without one; 403 when it lacks the route's scope).
+ALWAYS = (errors.Unauthorized, errors.Forbidden, errors.StorageUnavailable, errors.DomainError)
 BODY = (errors.InvalidJson, errors.PayloadTooLarge, errors.UnsupportedMediaType)
 SESSION_GONE = (errors.SessionGone, errors.SessionClosed, errors.SessionExpired, errors.SessionFailed)
 PROVIDER_FAILURES = (

@@ -3,6 +3,7 @@ request context (tenant, request id, timings) around each request."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -24,6 +25,9 @@ from sandbox_gateway.config import get_settings
 from sandbox_gateway.models.errors import DomainError
 from sandbox_gateway.observability import logger
 
+# The API's own description is public (template.yaml: `Auth: {Authorizer: NONE}`); every other
+# path needs a caller an authorizer vouched for.
+PUBLIC_PATHS = frozenset({"/api/openapi.json", "/api/docs"})
 # API Gateway's greedy `{file_path+}` takes the rest of the path, slashes included; Powertools'
 # `<param>` stops at "/". Routes write `<file_path>`; the compiled pattern takes the rest.
 GREEDY_PATH_PARAMETERS = ("file_path",)
@@ -41,9 +45,16 @@ class GatewayResolver(APIGatewayHttpResolver):
         # Around resolution rather than a route middleware: Powertools runs route middlewares after
         # request validation and not at all for unmatched routes, and those answers need the
         # context (request id) and their Server-Timing too.
-        with request_scope(dict(event), get_settings().default_tenant_id) as request:
-            logger.append_keys(tenant_id=request.tenant_id)
-            answer = super().resolve(event, context)
+        with request_scope(dict(event)) as request:
+            if request.caller is not None:
+                logger.append_keys(tenant_id=request.caller.tenant_id)
+                answer = super().resolve(event, context)
+            elif _path_of(event) in PUBLIC_PATHS:
+                answer = super().resolve(event, context)
+            else:
+                # Fail closed: API Gateway's authorizer should have stopped this request; a function
+                # reached without one (a route left open by mistake) serves no tenant at all.
+                answer = _unauthorized(request.request_id)
             headers = answer.setdefault("headers", {})
             headers["Server-Timing"] = request.timings.header()
         return answer
@@ -54,6 +65,20 @@ class GatewayResolver(APIGatewayHttpResolver):
         for name in GREEDY_PATH_PARAMETERS:
             pattern = re.sub(rf"\(\?P<{name}>\[.*?\]\+\)", f"(?P<{name}>.+)", pattern)
         return re.compile(pattern)
+
+
+def _path_of(event: Mapping[str, Any]) -> str:
+    return str(((event.get("requestContext") or {}).get("http") or {}).get("path") or event.get("rawPath"))
+
+
+def _unauthorized(request_id: str | None) -> dict[str, Any]:
+    body = error_body("unauthorized", "this route needs an API key: Authorization: Bearer <key>", request_id)
+    return {
+        "statusCode": int(HTTPStatus.UNAUTHORIZED),
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, "WWW-Authenticate": "Bearer"},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
 
 
 def _register_error_answers(app: GatewayResolver) -> None:

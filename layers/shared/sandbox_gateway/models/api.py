@@ -236,3 +236,27 @@ class ErrorInfoResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorInfoResponse
+
+
+class UsageDayResponse(BaseModel):
+    day: str = Field(description="YYYY-MM-DD, UTC")
+    sessions_created: int
+    executions: int
+    sandbox_seconds: int = Field(description="lifetime of the sessions that ended that day")
+    bytes_uploaded: int
+    bytes_downloaded: int
+
+
+class QuotasResponse(BaseModel):
+    max_active_sessions: int
+    max_session_seconds: int
+    max_execution_seconds: int
+    max_code_bytes: int
+    max_file_bytes: int
+
+
+class UsageResponse(BaseModel):
+    tenant_id: str
+    active_sessions: int
+    quotas: QuotasResponse
+    days: list[UsageDayResponse] = Field(description="days with any usage, oldest first")

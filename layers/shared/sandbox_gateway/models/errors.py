@@ -51,6 +51,22 @@ class InvalidPageToken(InvalidRequest):
     code = "invalid_page_token"
 
 
+class Unauthorized(DomainError):
+    """No API key vouched for this request (or the authorizer did not run)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class QuotaExceeded(DomainError):
+    """Over one of the tenant's quotas; `retry_after_seconds` when waiting can help."""
+
+    code = "quota_exceeded"
+
+
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
 

@@ -15,6 +15,7 @@ from sandbox_gateway.models.session import Session
 from sandbox_gateway.ports import SessionRepository
 from sandbox_gateway.services.output_budget import fit_outcome
 from sandbox_gateway.services.sessions import SessionService
+from sandbox_gateway.services.tenants import TenantLedger, within
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,14 @@ class ExecutionReport:
 
 
 class ExecutionService:
-    def __init__(self, sessions: SessionService, repository: SessionRepository, settings: Settings) -> None:
+    def __init__(
+        self,
+        sessions: SessionService,
+        repository: SessionRepository,
+        settings: Settings,
+        ledger: TenantLedger | None = None,
+    ) -> None:
+        self._ledger = ledger
         self._sessions = sessions
         self._leases = repository
         self._settings = settings
@@ -48,6 +56,16 @@ class ExecutionService:
         if timeout_seconds is not None and timeout_seconds > longest:
             # The answer must reach the caller before API Gateway cuts the request at 30 s.
             raise InvalidRequest(f"timeout_seconds must be at most {longest}")
+        if self._ledger is not None:
+            quotas = self._ledger.quotas(tenant_id)
+            within(
+                "max_code_bytes",
+                len(code.encode("utf-8", errors="surrogatepass")),
+                quotas.max_code_bytes,
+                " B",
+            )
+            if timeout_seconds is not None:
+                within("max_execution_seconds", timeout_seconds, quotas.max_execution_seconds, " s")
         usable = self._sessions.require_usable(tenant_id, session_id)
         run = CodeRun(
             code=code,
@@ -73,5 +91,7 @@ class ExecutionService:
         finally:
             self._leases.release_lease(usable.session, lease_id)
         outcome = fit_outcome(outcome, self._settings.max_response_bytes)
+        if self._ledger is not None:
+            self._ledger.record(tenant_id, executions=1)
         duration_ms = (time.perf_counter() - started) * 1000
         return ExecutionReport(usable.session, run.language, outcome, duration_ms)

@@ -15,6 +15,7 @@ from sandbox_gateway.models.files import FileEntry
 from sandbox_gateway.paths import resolve_sandbox_path
 from sandbox_gateway.services.output_budget import ENVELOPE_RESERVE_BYTES, wire_size
 from sandbox_gateway.services.sessions import SessionService, UsableSession
+from sandbox_gateway.services.tenants import TenantLedger, within
 
 T = TypeVar("T")
 DEFAULT_LIST_LIMIT = 1000
@@ -31,7 +32,10 @@ class FilePage:
 
 
 class FileService:
-    def __init__(self, sessions: SessionService, settings: Settings) -> None:
+    def __init__(
+        self, sessions: SessionService, settings: Settings, ledger: TenantLedger | None = None
+    ) -> None:
+        self._ledger = ledger
         self._sessions = sessions
         self._settings = settings
 
@@ -64,13 +68,21 @@ class FileService:
         path = self._path(file_path)
         usable = self._sessions.require_usable(tenant_id, session_id)
         limit = self._settings.max_file_bytes
-        return path, self._guard(usable, lambda: usable.provider.read_file(usable.ref, path, limit))
+        data = self._guard(usable, lambda: usable.provider.read_file(usable.ref, path, limit))
+        if self._ledger is not None:
+            self._ledger.record(tenant_id, bytes_downloaded=len(data))
+        return path, data
 
     def write(self, tenant_id: str, session_id: str, file_path: str, content_base64: str) -> FileEntry:
         path = self._path(file_path)
         data = decode_base64_strict(content_base64, self._settings.max_file_bytes)
+        if self._ledger is not None:
+            within("max_file_bytes", len(data), self._ledger.quotas(tenant_id).max_file_bytes, " B")
         usable = self._sessions.require_usable(tenant_id, session_id)
-        return self._guard(usable, lambda: usable.provider.write_file(usable.ref, path, data))
+        written = self._guard(usable, lambda: usable.provider.write_file(usable.ref, path, data))
+        if self._ledger is not None:
+            self._ledger.record(tenant_id, bytes_uploaded=len(data))
+        return written
 
     def delete(self, tenant_id: str, session_id: str, file_path: str) -> str:
         path = self._path(file_path)

@@ -27,6 +27,7 @@ from sandbox_gateway.models.errors import (
 )
 from sandbox_gateway.models.session import TERMINAL_STATUSES, Session, SessionStatus, new_session_id
 from sandbox_gateway.ports import SandboxProvider, SandboxRef, SandboxSpec, SessionPage, SessionRepository
+from sandbox_gateway.services.tenants import TenantLedger, within
 
 logger = Logger(child=True)
 
@@ -51,7 +52,10 @@ class SessionService:
         catalogue: EnvironmentCatalogue,
         settings: Settings,
         clock: Callable[[], float] = time.time,
+        *,
+        ledger: TenantLedger | None = None,
     ) -> None:
+        self._ledger = ledger  # None: no per-tenant quotas (the deployment's limits still hold)
         self._repository = repository
         self._providers = providers
         self._catalogue = catalogue
@@ -75,6 +79,9 @@ class SessionService:
     ) -> Session:
         env = self._catalogue.resolve(environment, provider)
         lifetime = self._lifetime(timeout_seconds, env)
+        quotas = self._ledger.quotas(tenant_id) if self._ledger else None
+        if quotas is not None:
+            within("max_session_seconds", lifetime, quotas.max_session_seconds, " s")
         now = self.now()
         session = Session(
             session_id=new_session_id(self._clock()),
@@ -90,7 +97,7 @@ class SessionService:
         )
         # The item exists before the sandbox does, so a crash in between leaves a trace
         # (a `creating` session that the reaper can find) rather than an orphan sandbox.
-        self._repository.put_new(session)
+        self._repository.put_new(session, quotas.max_active_sessions if quotas else None)
         self._abandon_if_too_late(session, None, None)
         sandbox_provider = self._providers(env.provider)
         spec = SandboxSpec(
@@ -176,6 +183,8 @@ class SessionService:
     def keep_alive(self, tenant_id: str, session_id: str, timeout_seconds: int | None) -> Session:
         usable = self.require_usable(tenant_id, session_id)
         extension = self._lifetime(timeout_seconds, usable.environment)
+        if self._ledger is not None:
+            within("max_session_seconds", extension, self._ledger.quotas(tenant_id).max_session_seconds, " s")
         now = self.now()
         # The sandbox first: if its provider refuses, the stored expiry still tells the truth.
         try:

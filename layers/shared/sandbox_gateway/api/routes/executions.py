@@ -15,6 +15,7 @@ from sandbox_gateway.models.api import ExecuteRequest, ExecuteResponse
 from sandbox_gateway.observability import logger, metrics, tracer
 
 router = Router()
+SCOPE = "execute"  # what a key needs for these routes
 
 
 @router.post(
@@ -26,6 +27,7 @@ router = Router()
         "What the code printed and returned; a raised error or timeout is a 200 with its status",
         errors.InvalidRequest,  # code over its size limit, timeout over the maximum
         errors.UnsupportedLanguage,
+        errors.QuotaExceeded,
         *SANDBOX_CALL,
         body=True,
     ),
@@ -34,7 +36,7 @@ router = Router()
 def execute(request: ExecuteRequest) -> ExecuteResponse:
     logger.append_keys(session_id=request.session_id)
     report = wiring.execution_service().execute(
-        current_request().tenant_id,
+        current_request().tenant_for(SCOPE),
         request.session_id,
         code=request.code,
         language=request.language,

@@ -29,6 +29,7 @@ from sandbox_gateway.observability import logger, metrics, tracer
 from sandbox_gateway.services.files import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 
 router = Router()
+SCOPE = "files"  # what a key needs for these routes
 TAGS = ["files"]
 OCTET_STREAM = "application/octet-stream"
 FILE_ERRORS = (
@@ -58,7 +59,9 @@ def list_files(
 ) -> FileListResponse:
     logger.append_keys(session_id=session_id)
     directory = directory or get_settings().workspace_root
-    page = wiring.file_service().list(current_request().tenant_id, session_id, directory, limit, next_token)
+    page = wiring.file_service().list(
+        current_request().tenant_for(SCOPE), session_id, directory, limit, next_token
+    )
     return FileListResponse(
         session_id=session_id,
         directory=page.directory,
@@ -85,7 +88,9 @@ def list_files(
 @tracer.capture_method(capture_response=False)  # responses carry file content
 def read_file(session_id: str, file_path: FilePath) -> Response[Any]:
     logger.append_keys(session_id=session_id)
-    path, data = wiring.file_service().read(current_request().tenant_id, session_id, _decoded(file_path))
+    path, data = wiring.file_service().read(
+        current_request().tenant_for(SCOPE), session_id, _decoded(file_path)
+    )
     metrics.add_metric(name="FilesRead", unit=MetricUnit.Count, value=1)
     if OCTET_STREAM in (router.current_event.headers.get("accept") or ""):
         return raw_bytes_response(data)
@@ -108,12 +113,14 @@ def raw_bytes_response(data: bytes) -> Response[Any]:
     status_code=HTTPStatus.CREATED,
     summary="Write a file (content in base64), creating its directories",
     tags=TAGS,
-    responses=responses(HTTPStatus.CREATED, "Written", errors.InvalidContent, *FILE_ERRORS, body=True),
+    responses=responses(
+        HTTPStatus.CREATED, "Written", errors.InvalidContent, errors.QuotaExceeded, *FILE_ERRORS, body=True
+    ),
 )
 def write_file(request: WriteFileRequest) -> FileWrittenResponse:
     logger.append_keys(session_id=request.session_id)
     entry = wiring.file_service().write(
-        current_request().tenant_id, request.session_id, request.file_path, request.content
+        current_request().tenant_for(SCOPE), request.session_id, request.file_path, request.content
     )
     metrics.add_metric(name="FilesWritten", unit=MetricUnit.Count, value=1)
     return FileWrittenResponse(session_id=request.session_id, path=entry.path, size=entry.size or 0)
@@ -128,7 +135,7 @@ def write_file(request: WriteFileRequest) -> FileWrittenResponse:
 )
 def delete_file(session_id: str, file_path: FilePath) -> Response[None]:
     logger.append_keys(session_id=session_id)
-    wiring.file_service().delete(current_request().tenant_id, session_id, _decoded(file_path))
+    wiring.file_service().delete(current_request().tenant_for(SCOPE), session_id, _decoded(file_path))
     return Response(HTTPStatus.NO_CONTENT)
 
 

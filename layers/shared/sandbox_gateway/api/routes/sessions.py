@@ -24,6 +24,7 @@ from sandbox_gateway.models.api import (
 from sandbox_gateway.observability import logger, metrics
 
 router = Router()
+SCOPE = "sessions"  # what a key needs for these routes
 TAGS = ["sessions"]
 IdempotencyKey = Annotated[
     str | None,
@@ -49,6 +50,7 @@ IdempotencyKey = Annotated[
         errors.ProviderNotAllowed,
         errors.IdempotencyKeyInUse,
         errors.IdempotencyKeyReused,
+        errors.QuotaExceeded,
         *PROVIDER_FAILURES,
         body=True,
     ),
@@ -56,7 +58,7 @@ IdempotencyKey = Annotated[
 def create_session(
     request: CreateSessionRequest, idempotency_key: IdempotencyKey = None
 ) -> Response[SessionResponse]:
-    tenant = current_request().tenant_id
+    tenant = current_request().tenant_for(SCOPE)
 
     def create() -> dict:
         session = wiring.session_service().create(tenant, **request.model_dump())
@@ -84,7 +86,7 @@ def list_sessions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> SessionListResponse:
-    page = wiring.session_service().list(current_request().tenant_id, limit, next_token)
+    page = wiring.session_service().list(current_request().tenant_for(SCOPE), limit, next_token)
     return SessionListResponse(
         sessions=[SessionResponse.from_domain(s) for s in page.sessions], next_token=page.next_token
     )
@@ -98,7 +100,9 @@ def list_sessions(
 )
 def get_session(session_id: str) -> SessionResponse:
     logger.append_keys(session_id=session_id)
-    return SessionResponse.from_domain(wiring.session_service().get(current_request().tenant_id, session_id))
+    return SessionResponse.from_domain(
+        wiring.session_service().get(current_request().tenant_for(SCOPE), session_id)
+    )
 
 
 @router.post(
@@ -106,12 +110,14 @@ def get_session(session_id: str) -> SessionResponse:
     summary="Extend a session's lifetime (and its sandbox's)",
     tags=TAGS,
     # InvalidRequest: a lifetime over the maximum.
-    responses=responses(HTTPStatus.OK, "The session", errors.InvalidRequest, *SANDBOX_CALL, body=True),
+    responses=responses(
+        HTTPStatus.OK, "The session", errors.InvalidRequest, errors.QuotaExceeded, *SANDBOX_CALL, body=True
+    ),
 )
 def keep_alive(session_id: str, request: KeepAliveRequest) -> SessionResponse:
     logger.append_keys(session_id=session_id)
     session = wiring.session_service().keep_alive(
-        current_request().tenant_id, session_id, request.timeout_seconds
+        current_request().tenant_for(SCOPE), session_id, request.timeout_seconds
     )
     return SessionResponse.from_domain(session)
 
@@ -124,6 +130,6 @@ def keep_alive(session_id: str, request: KeepAliveRequest) -> SessionResponse:
 )
 def close_session(session_id: str) -> SessionResponse:
     logger.append_keys(session_id=session_id)
-    session = wiring.session_service().close(current_request().tenant_id, session_id)
+    session = wiring.session_service().close(current_request().tenant_for(SCOPE), session_id)
     metrics.add_metric(name="SessionsClosed", unit=MetricUnit.Count, value=1)
     return SessionResponse.from_domain(session)

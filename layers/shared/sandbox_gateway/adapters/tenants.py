@@ -1,0 +1,210 @@
+"""Tenants' API keys, quota overrides and daily usage: item types in the sessions table.
+
+- `pk = APIKEY#<key_id>, sk = APIKEY`: one key (its SHA-256, never the key), found by the id the
+  key carries, so the authorizer reads one item, strongly consistent: a revoke is seen at once.
+- `pk = TENANT#<tenant>, sk = TENANT`: quota overrides and the live-session counter (the session
+  repository moves the counter in the same transactions that start and end sessions).
+- `pk = TENANT#<tenant>, sk = USAGE#<YYYY-MM-DD>`: atomic counters for one tenant and day.
+A key has 256 bits of entropy, so a fast hash is enough: no one can guess their way to a match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sandbox_gateway.models.errors import StorageUnavailable
+from sandbox_gateway.models.tenant import KEY_PREFIX, USAGE_COUNTERS, ApiKey, DailyUsage, KeyStatus
+
+# sgw_<12 hex: key id>_<43 base64url characters: 32 random bytes>
+_KEY = re.compile(rf"^{KEY_PREFIX}([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})$")
+TOUCH_EVERY_SECONDS = 3600  # last_used_at is coarse: one write per key and hour at most
+
+
+def tenant_pk(tenant_id: str) -> str:
+    return f"TENANT#{tenant_id}"
+
+
+TENANT_SK = "TENANT"
+
+
+def _key_pk(key_id: str) -> str:
+    return f"APIKEY#{key_id}"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """(key id, the whole key): shown once, stored only as a hash."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+class DynamoDBTenantStore:
+    def __init__(self, table: Any) -> None:
+        """`table` is the sessions table's boto3 `Table` resource."""
+        self._table = table
+
+    # --- keys ------------------------------------------------------------------------------
+    def create_key(self, tenant_id: str, name: str, scopes: Iterable[str], now: int) -> tuple[ApiKey, str]:
+        key_id, key = new_key()
+        record = ApiKey(key_id, tenant_id, name, tuple(scopes), KeyStatus.ACTIVE, now)
+        item = {
+            "pk": _key_pk(key_id),
+            "sk": "APIKEY",
+            "key_hash": _hash(key),
+            "tenant_id": tenant_id,
+            "name": name,
+            "scopes": list(record.scopes),
+            "status": record.status.value,
+            "created_at": now,
+        }
+        _call(self._table.put_item, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        return record, key
+
+    def find_key(self, key: str) -> ApiKey | None:
+        """The active key this secret is, or None (malformed, unknown, revoked or not matching)."""
+        found = _KEY.fullmatch(key)
+        if found is None:
+            return None
+        item = _call(
+            self._table.get_item, Key={"pk": _key_pk(found.group(1)), "sk": "APIKEY"}, ConsistentRead=True
+        ).get("Item")
+        if item is None or not hmac.compare_digest(str(item.get("key_hash", "")), _hash(key)):
+            return None
+        record = _to_key(item)
+        return record if record.status == KeyStatus.ACTIVE else None
+
+    def touch_key(self, key: ApiKey, now: int) -> None:
+        if key.last_used_at is not None and now - key.last_used_at < TOUCH_EVERY_SECONDS:
+            return
+        with contextlib.suppress(ClientError, BotoCoreError):  # bookkeeping: never fails a request
+            self._table.update_item(
+                Key={"pk": _key_pk(key.key_id), "sk": "APIKEY"},
+                UpdateExpression="SET last_used_at = :now",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":now": now},
+            )
+
+    def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
+        """Every key (an admin listing: a scan of key items), newest first."""
+        condition = Attr("sk").eq("APIKEY")
+        if tenant_id is not None:
+            condition = condition & Attr("tenant_id").eq(tenant_id)
+        items = _scan(self._table, condition)
+        return sorted((_to_key(item) for item in items), key=lambda k: k.created_at, reverse=True)
+
+    def revoke_key(self, key_id: str) -> ApiKey | None:
+        try:
+            response = self._table.update_item(
+                Key={"pk": _key_pk(key_id), "sk": "APIKEY"},
+                UpdateExpression="SET #status = :revoked",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":revoked": KeyStatus.REVOKED.value},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise StorageUnavailable("the key store is unavailable; retry shortly") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable("the key store is unavailable; retry shortly") from exc
+        return _to_key(response["Attributes"])
+
+    # --- quotas ----------------------------------------------------------------------------
+    def quota_overrides(self, tenant_id: str) -> dict[str, int]:
+        item = _call(
+            self._table.get_item, Key={"pk": tenant_pk(tenant_id), "sk": TENANT_SK}, ConsistentRead=True
+        ).get("Item")
+        return {k: int(v) for k, v in ((item or {}).get("quotas") or {}).items()}
+
+    def set_quota_overrides(self, tenant_id: str, overrides: dict[str, int]) -> None:
+        _call(
+            self._table.update_item,
+            Key={"pk": tenant_pk(tenant_id), "sk": TENANT_SK},
+            UpdateExpression="SET quotas = :quotas",
+            ExpressionAttributeValues={":quotas": {k: int(v) for k, v in overrides.items()}},
+        )
+
+    def active_sessions(self, tenant_id: str) -> int:
+        item = _call(
+            self._table.get_item, Key={"pk": tenant_pk(tenant_id), "sk": TENANT_SK}, ConsistentRead=True
+        ).get("Item")
+        return int((item or {}).get("active_sessions", 0))
+
+    # --- usage -----------------------------------------------------------------------------
+    def add_usage(self, tenant_id: str, day: str, counters: dict[str, int]) -> None:
+        counted = {name: int(value) for name, value in counters.items() if value and name in USAGE_COUNTERS}
+        if not counted:
+            return
+        _call(
+            self._table.update_item,
+            Key={"pk": tenant_pk(tenant_id), "sk": f"USAGE#{day}"},
+            UpdateExpression="ADD " + ", ".join(f"{name} :{name}" for name in counted),
+            ExpressionAttributeValues={f":{name}": value for name, value in counted.items()},
+        )
+
+    def usage(self, tenant_id: str, first_day: str, last_day: str) -> list[DailyUsage]:
+        response = _call(
+            self._table.query,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": tenant_pk(tenant_id),
+                ":first": f"USAGE#{first_day}",
+                ":last": f"USAGE#{last_day}",
+            },
+        )
+        return [_to_usage(item) for item in response.get("Items", [])]
+
+    def usage_of_every_tenant(self, day: str) -> list[DailyUsage]:
+        """An admin report: a scan of one day's usage items."""
+        return sorted((_to_usage(i) for i in _scan(self._table, Attr("sk").eq(f"USAGE#{day}"))), key=str)
+
+
+def _to_key(item: dict[str, Any]) -> ApiKey:
+    return ApiKey(
+        key_id=str(item["pk"]).removeprefix("APIKEY#"),
+        tenant_id=str(item["tenant_id"]),
+        name=str(item.get("name", "")),
+        scopes=tuple(str(s) for s in item.get("scopes") or ()),
+        status=KeyStatus(item.get("status", KeyStatus.ACTIVE.value)),
+        created_at=int(item["created_at"]),
+        last_used_at=int(item["last_used_at"]) if "last_used_at" in item else None,
+    )
+
+
+def _to_usage(item: dict[str, Any]) -> DailyUsage:
+    return DailyUsage(
+        tenant_id=str(item["pk"]).removeprefix("TENANT#"),
+        day=str(item["sk"]).removeprefix("USAGE#"),
+        counters={name: int(item.get(name, 0)) for name in USAGE_COUNTERS},
+    )
+
+
+def _scan(table: Any, condition: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"FilterExpression": condition}
+    while True:
+        response = _call(table.scan, **request)
+        items.extend(response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return items
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _call(method: Any, **kwargs: Any) -> Any:
+    try:
+        return method(**kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageUnavailable("tenant storage is unavailable; retry shortly") from exc

@@ -1,0 +1,55 @@
+"""Per-tenant quotas and usage, as the services see them: limits to check, counters to add."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from sandbox_gateway.config import Settings
+from sandbox_gateway.models.errors import DomainError, QuotaExceeded
+from sandbox_gateway.models.tenant import Quotas
+from sandbox_gateway.observability import logger
+
+
+class TenantRecords(Protocol):
+    def quota_overrides(self, tenant_id: str) -> dict[str, int]: ...
+
+    def add_usage(self, tenant_id: str, day: str, counters: dict[str, int]) -> None: ...
+
+
+def default_quotas(settings: Settings) -> Quotas:
+    """A tenant without overrides may use what the deployment allows anyone."""
+    return Quotas(
+        max_active_sessions=settings.quota_max_active_sessions,
+        max_session_seconds=settings.session_timeout_max_seconds,
+        max_execution_seconds=settings.execution_timeout_max_seconds,
+        max_code_bytes=settings.max_code_bytes,
+        max_file_bytes=settings.max_file_bytes,
+    )
+
+
+class TenantLedger:
+    def __init__(
+        self, records: TenantRecords, defaults: Quotas, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._records = records
+        self._defaults = defaults
+        self._clock = clock
+
+    def quotas(self, tenant_id: str) -> Quotas:
+        return self._defaults.with_overrides(self._records.quota_overrides(tenant_id))
+
+    def record(self, tenant_id: str, **counters: int) -> None:
+        """Add to today's usage. Never fails the request it counts: the work is already done."""
+        day = time.strftime("%Y-%m-%d", time.gmtime(self._clock()))
+        try:
+            self._records.add_usage(tenant_id, day, counters)
+        except DomainError:
+            logger.warning("usage not recorded", extra={"counters": sorted(counters)})
+
+
+def within(quota: str, value: int, limit: int, unit: str = "") -> None:
+    """429 quota_exceeded naming the limit when `value` is over it (waiting would not help)."""
+    if value > limit:
+        raise QuotaExceeded(f"{value}{unit} is over this tenant's {quota} quota of {limit}{unit}")
