@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import httpx
@@ -13,11 +14,14 @@ from sandbox_gateway_client import Gateway, GatewayError
 from sandbox_gateway_client.client import MAX_RETRY_AFTER_SECONDS
 from sandbox_gateway_client.errors import (
     ConnectionFailed,
+    Forbidden,
     ProviderUnavailable,
+    QuotaExceeded,
     SessionBusy,
     SessionClosed,
     SessionGone,
     SessionNotFound,
+    Unauthorized,
     ValidationError,
     error_for_code,
 )
@@ -49,6 +53,23 @@ EXECUTION = {
     "duration_ms": 68.0,
     "sandbox_duration_ms": 45.0,
 }
+
+QUOTAS = {
+    "max_active_sessions": 5,
+    "max_session_seconds": 3600,
+    "max_execution_seconds": 25,
+    "max_code_bytes": 1_000_000,
+    "max_file_bytes": 4_194_304,
+}
+DAY = {
+    "day": "2026-11-26",
+    "sessions_created": 3,
+    "executions": 7,
+    "sandbox_seconds": 1200,
+    "bytes_uploaded": 10,
+    "bytes_downloaded": 20,
+}
+USAGE = {"tenant_id": "acme", "active_sessions": 2, "quotas": QUOTAS, "days": [DAY]}
 
 
 def error(status: int, code: str, headers: dict[str, str] | None = None, **extra: Any) -> httpx.Response:
@@ -381,3 +402,107 @@ def test_session_context_raises_a_failed_close_when_the_block_succeeded() -> Non
 
     with pytest.raises(SessionClosed), gateway(handler).session(SID):
         pass
+
+
+def test_usage_sends_the_days_asked_for_and_parses_the_answer() -> None:
+    handler = Recorder(httpx.Response(200, json=USAGE))
+
+    usage = gateway(handler).usage(since=date(2026, 11, 1), until="2026-11-26")
+
+    request = handler.requests[0]
+    assert request.method == "GET" and request.url.path == "/api/usage"
+    assert dict(request.url.params) == {"since": "2026-11-01", "until": "2026-11-26"}
+    assert usage.tenant_id == "acme" and usage.active_sessions == 2
+    assert usage.quotas.max_active_sessions == 5
+    assert usage.days[0].sandbox_seconds == 1200 and usage.days[0].day == "2026-11-26"
+
+
+def test_usage_without_days_leaves_them_to_the_server() -> None:
+    handler = Recorder(httpx.Response(200, json=USAGE | {"days": []}))
+
+    assert gateway(handler).usage().days == []
+    assert not handler.requests[0].url.params
+
+
+def test_a_live_session_quota_is_retried_after_its_retry_after() -> None:
+    handler = Recorder(error(429, "quota_exceeded", {"Retry-After": "30"}), httpx.Response(201, json=SESSION))
+    sleeps: list[float] = []
+
+    session = gateway(handler, sleeps).create_session()
+
+    assert session.id == SID
+    assert sleeps == [30.0]
+    keys = {request.headers["Idempotency-Key"] for request in handler.requests}
+    assert len(handler.requests) == 2 and len(keys) == 1
+
+
+def test_a_live_session_quota_still_full_after_the_retries_raises_quota_exceeded() -> None:
+    handler = Recorder(error(429, "quota_exceeded", {"Retry-After": "30"}))
+    sleeps: list[float] = []
+
+    with pytest.raises(QuotaExceeded) as raised:
+        gateway(handler, sleeps, max_retries=1).create_session()
+
+    assert len(handler.requests) == 2 and sleeps == [30.0]
+    assert raised.value.status == 429 and raised.value.retry_after == 30.0
+
+
+def test_a_quota_without_retry_after_is_not_retried() -> None:
+    # Code or file size, lifetime, execution timeout: waiting changes nothing.
+    handler = Recorder(error(429, "quota_exceeded"), httpx.Response(200, json=EXECUTION))
+    sleeps: list[float] = []
+
+    with pytest.raises(QuotaExceeded) as raised:
+        gateway(handler, sleeps).session(SID).run("1", timeout_seconds=25)
+
+    assert len(handler.requests) == 1 and sleeps == []
+    assert raised.value.code == "quota_exceeded" and raised.value.retry_after is None
+
+
+def test_api_gateways_throttling_is_retried_with_backoff_even_for_an_execute() -> None:
+    # API Gateway throttles before the function is invoked: the code has not run.
+    handler = Recorder(
+        httpx.Response(429, json={"message": "Too Many Requests"}), httpx.Response(200, json=EXECUTION)
+    )
+    sleeps: list[float] = []
+
+    assert gateway(handler, sleeps).session(SID).run("counter += 1").ok
+    assert len(handler.requests) == 2 and len(sleeps) == 1 and sleeps[0] > 0
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(401, {"message": "Unauthorized"}), (403, {"message": "Forbidden"})],
+    ids=["missing-key", "refused-key"],
+)
+def test_api_gateways_authorizer_answers_raise_unauthorized(status: int, body: dict[str, str]) -> None:
+    handler = Recorder(httpx.Response(status, json=body))
+
+    with pytest.raises(Unauthorized) as raised:
+        gateway(handler).environments()
+
+    assert raised.value.status == status and raised.value.code == f"http_{status}"
+    assert "API key" in raised.value.message and body["message"] in raised.value.message
+    assert len(handler.requests) == 1
+
+
+def test_the_gateways_own_key_errors_raise_their_classes() -> None:
+    handler = Recorder(error(401, "unauthorized"), error(403, "forbidden"))
+    gw = gateway(handler)
+
+    with pytest.raises(Unauthorized) as missing:
+        gw.environments()
+    with pytest.raises(Forbidden) as scope:
+        gw.usage()
+
+    assert missing.value.code == "unauthorized" and scope.value.code == "forbidden"
+    assert len(handler.requests) == 2
+
+
+def test_a_403_that_is_not_api_gateways_stays_a_plain_gateway_error() -> None:
+    handler = Recorder(httpx.Response(403, text="<html>blocked by a proxy</html>"))
+
+    with pytest.raises(GatewayError) as raised:
+        gateway(handler).environments()
+
+    assert type(raised.value) is GatewayError and raised.value.code == "http_403"

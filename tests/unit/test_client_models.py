@@ -34,6 +34,9 @@ COMPONENT_OF: dict[type[BaseModel], str] = {
     models.ErrorBody: "ErrorResponse",
     models.ErrorInfo: "ErrorInfoResponse",
     models.ErrorProblem: "ErrorDetailResponse",
+    models.Usage: "UsageResponse",
+    models.Quotas: "QuotasResponse",
+    models.UsageDay: "UsageDayResponse",
 }
 CLIENT_TO_COMPONENT = {model.__name__: component for model, component in COMPONENT_OF.items()}
 

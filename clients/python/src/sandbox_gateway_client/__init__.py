@@ -13,7 +13,10 @@ from sandbox_gateway_client.models import (
     Execution,
     ExecutionError,
     FileEntry,
+    Quotas,
     SessionInfo,
+    Usage,
+    UsageDay,
     WrittenFile,
 )
 
@@ -25,8 +28,11 @@ __all__ = [
     "Gateway",
     "GatewayError",
     "Progress",
+    "Quotas",
     "Session",
     "SessionFiles",
     "SessionInfo",
+    "Usage",
+    "UsageDay",
     "WrittenFile",
 ]

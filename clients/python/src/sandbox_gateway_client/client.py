@@ -5,6 +5,11 @@ flight) and a 503 (the provider or storage is unavailable) are answered before a
 they are retried after the server's `Retry-After`. A connection that fails before the request was
 sent is retried too; one that fails after is retried only when repeating the request is harmless:
 every call but `run` (a create carries an Idempotency-Key, so a repeat returns the first answer).
+
+A 429 is retried only when nothing ran and waiting can help: `quota_exceeded` with a `Retry-After`
+(the tenant is at its live-session limit; another session may end) after that delay, and API
+Gateway's own throttling answer (no error code) with backoff. A quota that waiting cannot change
+(lifetime, execution timeout, code or file size) raises `QuotaExceeded` at once.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -28,6 +33,7 @@ from sandbox_gateway_client.errors import (
     ConnectionFailed,
     GatewayError,
     ProviderNotConfigured,
+    Unauthorized,
     error_for_code,
 )
 from sandbox_gateway_client.models import (
@@ -39,6 +45,7 @@ from sandbox_gateway_client.models import (
     FileList,
     SessionInfo,
     SessionList,
+    Usage,
     WrittenFile,
 )
 
@@ -48,7 +55,7 @@ Progress = Callable[[int, int], None]
 MAX_RETRY_AFTER_SECONDS = 30.0  # a server asking for longer is better answered by the caller
 BACKOFF_SECONDS = 0.5  # first wait when the server gave no Retry-After; doubles each attempt
 MAX_BACKOFF_SECONDS = 8.0
-RETRIED_STATUSES = frozenset({409, 503})
+RETRIED_STATUSES = frozenset({409, 429, 503})
 SESSIONS_PAGE_LIMIT = 100  # the largest page GET /api/sessions serves
 CHUNK_BYTES = 64 * 1024
 EXECUTE_TIMEOUT_MARGIN_SECONDS = 15.0  # an execute answers soon after its own timeout_seconds
@@ -162,6 +169,12 @@ class Gateway:
     def session(self, session_id: str) -> Session:
         """A handle on an existing session, without a request (`info` stays None until one)."""
         return Session(self, session_id, None)
+
+    def usage(self, since: str | date | None = None, until: str | date | None = None) -> Usage:
+        """The caller's tenant: live sessions, quotas, and usage per UTC day from `since` to
+        `until` (YYYY-MM-DD or a date; the server's default is the last 30 days up to today)."""
+        params = {name: _day(value) for name, value in (("since", since), ("until", until)) if value}
+        return _parse(Usage, self._request("GET", "/api/usage", params=params))
 
     # --- one request, with retries ---------------------------------------------------------------
     def _request(
@@ -388,12 +401,26 @@ def error_from_response(response: httpx.Response) -> GatewayError:
     # Not the gateway's own shape: API Gateway's {"message": ...}, a proxy's HTML page, nothing.
     message = body.get("message") if isinstance(body, dict) else None
     text = str(message) if message else (response.text.strip()[:200] or response.reason_phrase)
+    # API Gateway's authorizer answers a missing key 401 and a refused one 403, in its own shape.
+    if status == 401 or (status == 403 and message):
+        hint = _KEY_HINTS[status]
+        return Unauthorized(f"{hint} ({text})", status=status, code=f"http_{status}", retry_after=retry_after)
     return GatewayError(text, status=status, code=f"http_{status}", retry_after=retry_after)
+
+
+_KEY_HINTS = {
+    401: "no API key reached the gateway: pass api_key= or set SGW_API_KEY",
+    403: "the API key was refused: unknown, malformed or revoked",
+}
 
 
 def _retryable(error: GatewayError, repeatable: bool) -> bool:
     if error.status not in RETRIED_STATUSES or isinstance(error, ProviderNotConfigured):
         return False
+    if error.status == 429:
+        # Refused before anything ran: API Gateway's throttle (no code), or a quota that says
+        # when to come back. A quota without Retry-After will not change by waiting.
+        return error.code == "http_429" or error.retry_after is not None
     # A bare 503 is API Gateway's "the function did not answer in time": the execute may have run.
     answered_by_gateway = error.code != f"http_{error.status}"
     return repeatable or answered_by_gateway
@@ -424,6 +451,10 @@ def _retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _day(value: str | date) -> str:
+    return value.strftime("%Y-%m-%d") if isinstance(value, date) else value
 
 
 def _parse(model: type[M], response: httpx.Response) -> M:

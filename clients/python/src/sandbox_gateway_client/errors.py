@@ -117,6 +117,21 @@ class InvalidPageToken(InvalidRequest):
     code = "invalid_page_token"
 
 
+# --- 401 / 403: the key ------------------------------------------------------------------------
+class Unauthorized(GatewayError):
+    """No valid API key: missing, unknown, malformed or revoked. In a deployed stack API Gateway's
+    authorizer answers these itself (a bare 401, or 403 when it refused the key); the client
+    raises this class for those too, with their `http_<status>` code."""
+
+    code = "unauthorized"
+
+
+class Forbidden(GatewayError):
+    """The key is valid but lacks the scope of this route group (sessions, execute, files, usage)."""
+
+    code = "forbidden"
+
+
 # --- 404 ----------------------------------------------------------------------------------------
 class SessionNotFound(GatewayError):
     code = "session_not_found"
@@ -179,6 +194,14 @@ class IdempotencyKeyReused(GatewayError):
     code = "idempotency_key_reused"
 
 
+# --- 429 -----------------------------------------------------------------------------------------
+class QuotaExceeded(GatewayError):
+    """Over one of the tenant's quotas; the message names it. `retry_after` is set only where
+    waiting helps (the live-session quota): then the client has already retried."""
+
+    code = "quota_exceeded"
+
+
 # --- 5xx: the sandbox backend or the gateway failed ----------------------------------------------
 class InternalError(GatewayError):
     code = "internal_error"
@@ -220,6 +243,7 @@ __all__ = [
     "BadRequest",
     "ConnectionFailed",
     "FileNotFound",
+    "Forbidden",
     "GatewayError",
     "IdempotencyKeyInUse",
     "IdempotencyKeyReused",
@@ -238,6 +262,7 @@ __all__ = [
     "ProviderNotConfigured",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "QuotaExceeded",
     "RouteNotFound",
     "SandboxDiskFull",
     "SandboxGone",
@@ -249,6 +274,7 @@ __all__ = [
     "SessionNotFound",
     "SessionNotReady",
     "StorageUnavailable",
+    "Unauthorized",
     "UnknownEnvironment",
     "UnsupportedLanguage",
     "UnsupportedMediaType",

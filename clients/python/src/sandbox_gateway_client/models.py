@@ -110,6 +110,36 @@ class WrittenFile(_Model):
     size: int
 
 
+class Quotas(_Model):
+    """What the caller's tenant may use: its own overrides over the deployment's defaults."""
+
+    max_active_sessions: int
+    max_session_seconds: int
+    max_execution_seconds: int
+    max_code_bytes: int
+    max_file_bytes: int
+
+
+class UsageDay(_Model):
+    """One UTC day's counters; `sandbox_seconds` is the lifetime of the sessions that ended that day."""
+
+    day: str = Field(description="YYYY-MM-DD, UTC")
+    sessions_created: int
+    executions: int
+    sandbox_seconds: int
+    bytes_uploaded: int
+    bytes_downloaded: int
+
+
+class Usage(_Model):
+    """The caller's tenant (`UsageResponse`): live sessions now, quotas, and days with usage, oldest first."""
+
+    tenant_id: str
+    active_sessions: int
+    quotas: Quotas
+    days: list[UsageDay]
+
+
 class ErrorProblem(_Model):
     """One validation problem: the field and what is wrong with it."""
 
