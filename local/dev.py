@@ -15,8 +15,15 @@ from pathlib import Path
 from dotenv import dotenv_values
 from sandbox_gateway.config import Settings
 
-from local.stack import REAPER_INTERVAL_SECONDS, running_stack
-from local.template import ROOT
+from local.stack import (
+    CACHE_SECONDS_VARIABLE,
+    DEV_KEY_FORMAT,
+    DEV_KEY_VARIABLE,
+    REAPER_INTERVAL_SECONDS,
+    TABLE_NAME,
+    running_stack,
+)
+from local.template import ROOT, http_api_authorizers
 
 DOTENV = ROOT / ".env"
 
@@ -24,20 +31,29 @@ BANNER = """
 Sandbox Gateway is running at {url}  (sandboxes: {backend})
 Settings: {dotenv}
 
-  curl -s -X POST {url}/api/sessions -H 'Content-Type: application/json' \\
+API key (tenant {tenant}, every scope; {key_origin}):
+  {api_key}
+
+For curl, the sgw CLI and the Python client:
+  export SGW_URL={url} SGW_API_KEY={api_key}
+
+  curl -s -X POST {url}/api/sessions -H "Authorization: Bearer $SGW_API_KEY" \\
+       -H 'Content-Type: application/json' \\
        -d '{{"agent": "code_executor", "environment": "e2b-python", "provider": "e2b"}}'
-  curl -s -X POST {url}/api/e2b/execute -H 'Content-Type: application/json' \\
+  curl -s -X POST {url}/api/e2b/execute -H "Authorization: Bearer $SGW_API_KEY" \\
+       -H 'Content-Type: application/json' \\
        -d '{{"session_id": "<session_id>", "code": "x = 21\\nprint(x * 2)", "language": "python"}}'
 
-API reference: {url}/api/docs (Swagger UI), {url}/api/openapi.json
+For `sgw admin` (keys, quotas and usage, in this stack's table):
+  export TABLE_NAME={table} DYNAMODB_ENDPOINT_URL={dynamodb_url}
+  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
+  (the second line only if your shell has no AWS credentials: moto takes any)
+
+API reference: {url}/api/docs (Swagger UI), {url}/api/openapi.json (both without a key)
+Authorizer: answers cached {cache} per key, so a revoked key works until then
 Docker provider: {docker}
 Reaper: every {reaper:g} s, expired sessions end and their sandboxes are killed
 Function logs (JSON) and metrics (EMF): {log}
-
-For the sgw CLI and the Python client:
-  export SGW_URL={url}
-  export SGW_API_KEY=local
-  (no API key is checked by the local stack yet: any value works)
 
 Ctrl-C stops everything.
 """
@@ -80,6 +96,15 @@ def docker_status() -> str:
     return "docker-python, docker-node, docker-bash are available"
 
 
+def cache_description() -> str:
+    """How long the local gateway keeps an authorizer's answer: the template's TTL unless overridden."""
+    override = os.environ.get(CACHE_SECONDS_VARIABLE)
+    if override:
+        return f"{float(override):g} s ({CACHE_SECONDS_VARIABLE})"
+    ttls = sorted({a.cache_seconds for a in http_api_authorizers().values()})
+    return " / ".join(f"{ttl} s" for ttl in ttls) + " (template.yaml)" if ttls else "never (no authorizer)"
+
+
 def main(argv: list[str] | None = None) -> int:
     # Before the arguments: E2B_API_KEY in .env picks the default provider.
     loaded, skipped = load_dotenv(DOTENV)
@@ -111,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         Settings.from_environ()
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         parser.exit(2, f"invalid settings in the environment or {DOTENV}:\n{exc}\n")
+    given_key = os.environ.get(DEV_KEY_VARIABLE) or None
+    if given_key is not None and not DEV_KEY_FORMAT.fullmatch(given_key):
+        parser.exit(2, f"{DEV_KEY_VARIABLE} is not a key: sgw_<12 hex>_<43 base64url characters>\n")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every call
 
@@ -124,12 +152,19 @@ def main(argv: list[str] | None = None) -> int:
         provider=args.provider,
         concurrency=args.concurrency,
         reaper_interval_seconds=args.reaper_interval,
+        api_key=given_key,
     ) as stack:
         backend = f"local E2B-compatible host at {stack.e2b_url}" if stack.e2b_url else "E2B cloud"
         docker = docker_status()
         print(
             BANNER.format(
                 url=stack.url,
+                api_key=stack.api_key,
+                tenant=stack.tenant_id,
+                key_origin=f"from {DEV_KEY_VARIABLE}" if given_key else f"new: {DEV_KEY_VARIABLE} fixes one",
+                table=TABLE_NAME,
+                dynamodb_url=stack.dynamodb_url,
+                cache=cache_description(),
                 backend=backend,
                 docker=docker,
                 log=stack.function_log,

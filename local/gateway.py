@@ -3,6 +3,8 @@
 It does what `sam local start-api` does: turns each HTTP request into a payload-2.0 event and
 calls the route's `lambda_handler`. Like Lambda, each function runs in its own worker
 processes, one request per process at a time, so module state behaves as in a warm container.
+Like API Gateway, a route with an authorizer first asks the authorizer function (its answer
+cached by identity for the authorizer's TTL) and only then calls the route's function.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.template import ROOT, CorsConfiguration, Route, cors_configuration, http_api_routes
+from local.template import (
+    ROOT,
+    Authorizer,
+    CorsConfiguration,
+    Route,
+    cors_configuration,
+    http_api_authorizers,
+    http_api_routes,
+)
 
 logger = logging.getLogger("local.gateway")
 
@@ -178,6 +188,113 @@ def build_event(route: Route, path_parameters: dict[str, str], request: RequestD
     return event
 
 
+def build_authorizer_event(route_event: dict[str, Any], identity: list[str]) -> dict[str, Any]:
+    """The payload-2.0 REQUEST event API Gateway sends a Lambda authorizer: the route's request
+    as its function would see it, plus the route ARN and the identity source values."""
+    context = route_event["requestContext"]
+    arn = (
+        f"arn:aws:execute-api:local:{context['accountId']}:{context['apiId']}/{context['stage']}"
+        f"/{context['http']['method']}{route_event['rawPath']}"
+    )
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": arn,
+        "identitySource": identity,
+        "routeKey": route_event["routeKey"],
+        "rawPath": route_event["rawPath"],
+        "rawQueryString": route_event["rawQueryString"],
+        "headers": dict(route_event["headers"]),
+        "requestContext": json.loads(json.dumps(context)),  # a copy: the route's event is not touched
+    }
+    for optional in ("queryStringParameters", "pathParameters"):
+        if optional in route_event:
+            event[optional] = dict(route_event[optional])
+    return event
+
+
+@dataclass(frozen=True)
+class AuthDecision:
+    """What the authorizer step decided: `status` is API Gateway's own answer (401, 403, 500) when
+    the request stops here; None lets it through with the authorizer's `context`."""
+
+    status: HTTPStatus | None
+    context: dict[str, Any] | None = None
+
+
+class Authorization:
+    """API Gateway's Lambda authorizer step, in front of every route that names an authorizer.
+
+    A request without one of the identity headers is 401 and the authorizer is not called; else
+    the authorizer's answer for these identity values is used (from the cache while its TTL runs,
+    allowed and denied answers alike), a denial is 403, and a failing authorizer is 500.
+    """
+
+    def __init__(
+        self,
+        authorizers: dict[str, Authorizer],
+        pools: FunctionPools,
+        cache_seconds: float | None = None,  # overrides every authorizer's ReauthorizeEvery
+        clock: Any = time.monotonic,
+    ) -> None:
+        self._authorizers = authorizers
+        self._pools = pools
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, AuthDecision]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, route: Route, event: dict[str, Any]) -> AuthDecision:
+        if route.authorizer is None:
+            return AuthDecision(None)
+        authorizer = self._authorizers[route.authorizer]
+        identity = [str(event["headers"].get(name) or "") for name in authorizer.identity_headers]
+        if not all(value.strip() for value in identity):
+            return AuthDecision(HTTPStatus.UNAUTHORIZED)
+        key = (authorizer.name, tuple(identity))
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] > now:
+                return cached[1]
+        decision = self._ask(authorizer, build_authorizer_event(event, identity))
+        ttl = authorizer.cache_seconds if self._cache_seconds is None else self._cache_seconds
+        if decision.status != HTTPStatus.INTERNAL_SERVER_ERROR and ttl > 0:
+            with self._lock:
+                self._cache[key] = (now + ttl, decision)
+        return decision
+
+    def _ask(self, authorizer: Authorizer, event: dict[str, Any]) -> AuthDecision:
+        try:
+            answer = self._pools.invoke(authorizer.as_route(), event)
+        except Exception:  # a crash or a timeout: API Gateway answers 500
+            logger.exception("authorizer %s failed", authorizer.function)
+            return AuthDecision(HTTPStatus.INTERNAL_SERVER_ERROR)
+        allowed = _allowed(answer, authorizer.simple_responses)
+        if allowed is None:
+            logger.error("authorizer %s answered no valid response", authorizer.function)
+            return AuthDecision(HTTPStatus.INTERNAL_SERVER_ERROR)
+        if not allowed:
+            return AuthDecision(HTTPStatus.FORBIDDEN)
+        context = answer.get("context")
+        return AuthDecision(None, dict(context) if isinstance(context, dict) else None)
+
+
+def _allowed(answer: Any, simple: bool) -> bool | None:
+    """The authorizer's yes or no; None when its answer is not a valid one."""
+    if not isinstance(answer, dict):
+        return None
+    if simple:
+        allowed = answer.get("isAuthorized")
+        return allowed if isinstance(allowed, bool) else None
+    # An IAM policy answer: allowed when a statement allows and none denies (resources not matched).
+    statements = (answer.get("policyDocument") or {}).get("Statement")
+    if not isinstance(statements, list) or not statements:
+        return None
+    effects = {str(s.get("Effect")) for s in statements if isinstance(s, dict)}
+    return "Allow" in effects and "Deny" not in effects
+
+
 @dataclass(frozen=True)
 class RequestData:
     method: str
@@ -212,11 +329,14 @@ class Gateway(ThreadingHTTPServer):
         routes: list[Route],
         pools: FunctionPools,
         cors: CorsConfiguration | None = None,
+        authorizers: dict[str, Authorizer] | None = None,
+        authorizer_cache_seconds: float | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.routes = routes
         self.pools = pools
         self.cors = cors
+        self.authorization = Authorization(authorizers or {}, pools, authorizer_cache_seconds)
 
     @property
     def url(self) -> str:
@@ -268,8 +388,17 @@ class _Handler(BaseHTTPRequestHandler):
         request = RequestData(
             self.command, url.path, url.query, list(self.headers.items()), body, self.client_address[0]
         )
+        event = build_event(route, params, request)
+        decision = self.server.authorization.check(route, event)
+        if decision.status is not None:
+            # API Gateway's own answers: the route's function never runs. With the CORS headers, so a
+            # browser client can read its 401 or 403 (assumed as for an integration's answer).
+            message = {"message": decision.status.phrase}
+            return self._send_plain(decision.status, message, self._cors_headers())
+        if route.authorizer is not None:
+            event["requestContext"]["authorizer"] = {"lambda": decision.context}
         try:
-            result = self.server.pools.invoke(route, build_event(route, params, request))
+            result = self.server.pools.invoke(route, event)
         except FutureTimeout:
             return self._send_plain(HTTPStatus.SERVICE_UNAVAILABLE, {"message": "Service Unavailable"})
         except Exception:
@@ -356,7 +485,7 @@ class _Handler(BaseHTTPRequestHandler):
         return headers
 
     def _send_plain(self, status: HTTPStatus, payload: Any, headers: dict[str, str] | None = None) -> int:
-        data = json.dumps(payload).encode()
+        data = json.dumps(payload, separators=(",", ":")).encode()  # compact, as API Gateway
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -391,10 +520,18 @@ EDGE_ERROR_CODES = {
 
 
 def serve(
-    host: str, port: int, environment: dict[str, str], concurrency: int = 8, log_path: str | None = None
+    host: str,
+    port: int,
+    environment: dict[str, str],
+    concurrency: int = 8,
+    log_path: str | None = None,
+    authorizer_cache_seconds: float | None = None,
 ) -> Gateway:
+    """`authorizer_cache_seconds` replaces the authorizers' ReauthorizeEvery (tests use seconds)."""
     routes = http_api_routes()
     pools = FunctionPools(environment, concurrency, log_path)
-    gateway = Gateway((host, port), routes, pools, cors_configuration())
+    gateway = Gateway(
+        (host, port), routes, pools, cors_configuration(), http_api_authorizers(), authorizer_cache_seconds
+    )
     threading.Thread(target=gateway.serve_forever, name="gateway", daemon=True).start()
     return gateway

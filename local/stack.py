@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -15,11 +16,14 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import boto3
 from sandbox_gateway.adapters.docker import DockerSandboxProvider
+from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
 from sandbox_gateway.config import Settings
 from sandbox_gateway.models.errors import DomainError
+from sandbox_gateway.models.tenant import KEY_PREFIX, SCOPES
 
 from local.e2b_host.testing import running_host
 from local.gateway import FunctionPools, Gateway, serve
@@ -37,6 +41,12 @@ TABLE_NAME = "sandbox-gateway-sessions-local"
 # The deployed reaper runs every minute; locally it runs more often, so an expired session's
 # sandbox is gone well within a minute (template.yaml's ReaperFunction, same handler).
 REAPER_INTERVAL_SECONDS = 20.0
+# The key `running_stack` creates for its callers (make dev prints it, the e2e tests send it).
+DEV_TENANT = "dev"
+DEV_KEY_NAME = "make-dev"
+DEV_KEY_VARIABLE = "SGW_DEV_API_KEY"  # a key given in advance (sgw_<12 hex>_<43 base64url>)
+DEV_KEY_FORMAT = re.compile(rf"{KEY_PREFIX}[0-9a-f]{{12}}_[A-Za-z0-9_-]{{43}}")
+CACHE_SECONDS_VARIABLE = "LOCAL_AUTHORIZER_CACHE_SECONDS"  # replaces the template's ReauthorizeEvery
 _FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -54,12 +64,38 @@ class Stack:
     gateway: Gateway
     function_log: str  # the functions' stdout: JSON logs and EMF metrics, as CloudWatch would get
     scheduler: Scheduler  # runs the reaper every REAPER_INTERVAL_SECONDS
+    api_key: str  # a key of tenant DEV_TENANT with every scope
+    tenant_id: str = DEV_TENANT
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _dynamodb(url: str) -> Any:
+    return boto3.resource(
+        "dynamodb",
+        endpoint_url=url,
+        region_name=_FAKE_AWS["AWS_DEFAULT_REGION"],
+        aws_access_key_id=_FAKE_AWS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=_FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def tenant_store(dynamodb_url: str) -> DynamoDBTenantStore:
+    """The stack's keys, quotas and usage, as `sgw admin` reaches them (tests create keys with it)."""
+    return DynamoDBTenantStore(_dynamodb(dynamodb_url).Table(TABLE_NAME))
+
+
+def create_dev_key(dynamodb_url: str, key: str | None = None) -> str:
+    """A key of tenant DEV_TENANT with every scope: `key` itself when given (it must be well-formed),
+    else a new one."""
+    _, created = tenant_store(dynamodb_url).create_key(
+        DEV_TENANT, DEV_KEY_NAME, SCOPES, int(time.time()), key=key
+    )
+    return created
 
 
 @contextlib.contextmanager
@@ -80,14 +116,7 @@ def dynamodb_server() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_for_port(port, server)
-        dynamodb = boto3.resource(
-            "dynamodb",
-            endpoint_url=url,
-            region_name=_FAKE_AWS["AWS_DEFAULT_REGION"],
-            aws_access_key_id=_FAKE_AWS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=_FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
-        )
-        dynamodb.create_table(TableName=TABLE_NAME, **sessions_table_definition())
+        _dynamodb(url).create_table(TableName=TABLE_NAME, **sessions_table_definition())
         yield url
     finally:
         server.terminate()
@@ -177,11 +206,24 @@ def running_stack(
     concurrency: int = 8,
     reaper_interval_seconds: float = REAPER_INTERVAL_SECONDS,
     extra_environment: Mapping[str, str] | None = None,
+    api_key: str | None = None,
+    authorizer_cache_seconds: float | None = None,
 ) -> Iterator[Stack]:
     """`extra_environment` is applied to the functions' environment last (tests use it to point
-    the functions at a faulty E2B, or to run them as deployed, without LOCAL_MODE)."""
+    the functions at a faulty E2B, or to run them as deployed, without LOCAL_MODE).
+
+    The stack's dev key is `api_key`, else SGW_DEV_API_KEY, else a new one. The authorizer's
+    answers are cached for `authorizer_cache_seconds`, else LOCAL_AUTHORIZER_CACHE_SECONDS, else
+    the template's ReauthorizeEvery, as deployed."""
     docker_owner = f"stack-{secrets.token_hex(4)}"
+    api_key = api_key or os.environ.get(DEV_KEY_VARIABLE) or None
+    if api_key is not None and not DEV_KEY_FORMAT.fullmatch(api_key):
+        # Checked before anything starts; the value itself is a secret and is not repeated.
+        raise ValueError(f"{DEV_KEY_VARIABLE} is not a key: sgw_<12 hex>_<43 base64url characters>")
+    if authorizer_cache_seconds is None and os.environ.get(CACHE_SECONDS_VARIABLE):
+        authorizer_cache_seconds = float(os.environ[CACHE_SECONDS_VARIABLE])
     with dynamodb_server() as dynamodb_url, sandbox_backend(provider) as (sandbox_env, e2b_url):
+        dev_key = create_dev_key(dynamodb_url, api_key)
         environment = {
             **function_environment(),
             **_FAKE_AWS,
@@ -198,10 +240,10 @@ def running_stack(
         }
         handle, log_path = tempfile.mkstemp(prefix="sandbox-gateway-functions-", suffix=".log")
         os.close(handle)
-        gateway = serve(host, port, environment, concurrency, log_path)
+        gateway = serve(host, port, environment, concurrency, log_path, authorizer_cache_seconds)
         scheduler = Scheduler(gateway.pools, scheduled_functions(), reaper_interval_seconds).start()
         try:
-            yield Stack(gateway.url, provider, dynamodb_url, e2b_url, gateway, log_path, scheduler)
+            yield Stack(gateway.url, provider, dynamodb_url, e2b_url, gateway, log_path, scheduler, dev_key)
         finally:
             scheduler.stop()
             gateway.shutdown()

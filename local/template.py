@@ -1,5 +1,5 @@
-"""Reads template.yaml: the HTTP API routes, the functions behind them, the scheduled functions
-and the sessions table.
+"""Reads template.yaml: the HTTP API routes, the functions behind them, the API's authorizers, the
+scheduled functions and the sessions table.
 
 The local gateway and the tests take all of this from the template itself, so they cannot
 drift from what `sam deploy` creates.
@@ -46,6 +46,9 @@ class Route:
     code_dir: Path
     handler: str  # module.function
     timeout_seconds: int
+    # The authorizer that checks this route's requests (a name in `http_api_authorizers`), None
+    # for a public route (`Auth: {Authorizer: NONE}`).
+    authorizer: str | None = None
 
     @property
     def is_default(self) -> bool:
@@ -81,6 +84,7 @@ def _route_regex(path: str) -> re.Pattern[str]:
 def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
     template = template or load_template()
     global_timeout = int(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
+    default_authorizer = _http_api_auth(template).get("DefaultAuthorizer")
     routes = []
     for name, resource in template["Resources"].items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -89,6 +93,8 @@ def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
         for event in (props.get("Events") or {}).values():
             if event.get("Type") != "HttpApi":
                 continue
+            # SAM: a route's own `Auth.Authorizer` wins over the API's default; NONE makes it public.
+            authorizer = (event["Properties"].get("Auth") or {}).get("Authorizer", default_authorizer)
             routes.append(
                 Route(
                     method=event["Properties"]["Method"].upper(),
@@ -97,6 +103,7 @@ def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
                     code_dir=ROOT / props["CodeUri"],
                     handler=props["Handler"],
                     timeout_seconds=int(props.get("Timeout", global_timeout)),
+                    authorizer=None if authorizer in (None, "NONE") else str(authorizer),
                 )
             )
     # Like API Gateway: literal routes before parameterised ones, greedy ones last, a method
@@ -105,6 +112,71 @@ def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
         routes,
         key=lambda r: (r.is_default, r.path.count("+}"), r.path.count("{"), -len(r.path), r.method == "ANY"),
     )
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    """A Lambda authorizer of the HTTP API (`Auth.Authorizers`), with parameters at their defaults."""
+
+    name: str
+    function: str  # logical id of the function `FunctionArn: !GetAtt <function>.Arn` names
+    code_dir: Path
+    handler: str
+    timeout_seconds: int
+    identity_headers: tuple[str, ...]  # lower-case; a request without one of them is 401
+    cache_seconds: int  # ReauthorizeEvery: answers are cached by identity for this long (0: never)
+    simple_responses: bool  # EnableSimpleResponses: {"isAuthorized": bool, "context": {...}}
+    payload_format_version: str
+
+    def as_route(self) -> Route:
+        """The local gateway's worker pools invoke functions by Route."""
+        return Route("AUTHORIZER", "", self.function, self.code_dir, self.handler, self.timeout_seconds)
+
+
+def _http_api(template: dict[str, Any]) -> dict[str, Any]:
+    api = next(
+        (r for r in template["Resources"].values() if r.get("Type") == "AWS::Serverless::HttpApi"), None
+    )
+    return (api or {}).get("Properties") or {}
+
+
+def _http_api_auth(template: dict[str, Any]) -> dict[str, Any]:
+    return _http_api(template).get("Auth") or {}
+
+
+def _parameter_value(template: dict[str, Any], value: Any) -> Any:
+    """A literal, or a `!Ref` to a parameter: its default, as `sam deploy` uses without overrides."""
+    if isinstance(value, dict) and "Ref" in value:
+        return template.get("Parameters", {})[value["Ref"]].get("Default")
+    return value
+
+
+def http_api_authorizers(template: dict[str, Any] | None = None) -> dict[str, Authorizer]:
+    """The HTTP API's Lambda authorizers by name (JWT authorizers are not run locally)."""
+    template = template or load_template()
+    global_timeout = int(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
+    found = {}
+    for name, config in (_http_api_auth(template).get("Authorizers") or {}).items():
+        arn = config.get("FunctionArn")
+        if not (isinstance(arn, dict) and "GetAtt" in arn):
+            raise ValueError(f"authorizer {name}: FunctionArn must be !GetAtt <Function>.Arn locally")
+        get_att = arn["GetAtt"]
+        function = (get_att.split(".")[0] if isinstance(get_att, str) else get_att[0]).strip()
+        props = template["Resources"][function]["Properties"]
+        identity = config.get("Identity") or {}
+        cache_seconds = _parameter_value(template, identity.get("ReauthorizeEvery", 300))
+        found[name] = Authorizer(
+            name=name,
+            function=function,
+            code_dir=ROOT / props["CodeUri"],
+            handler=props["Handler"],
+            timeout_seconds=int(props.get("Timeout", global_timeout)),
+            identity_headers=tuple(str(h).lower() for h in identity.get("Headers") or ()),
+            cache_seconds=int(cache_seconds),
+            simple_responses=bool(config.get("EnableSimpleResponses", False)),
+            payload_format_version=str(config.get("AuthorizerPayloadFormatVersion", "2.0")),
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -134,10 +206,7 @@ class CorsConfiguration:
 
 def cors_configuration(template: dict[str, Any] | None = None) -> CorsConfiguration | None:
     template = template or load_template()
-    api = next(
-        (r for r in template["Resources"].values() if r.get("Type") == "AWS::Serverless::HttpApi"), None
-    )
-    config = ((api or {}).get("Properties") or {}).get("CorsConfiguration")
+    config = _http_api(template).get("CorsConfiguration")
     if not config:
         return None
     parameters = template.get("Parameters", {})

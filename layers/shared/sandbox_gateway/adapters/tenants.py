@@ -56,8 +56,18 @@ class DynamoDBTenantStore:
         self._table = table
 
     # --- keys ------------------------------------------------------------------------------
-    def create_key(self, tenant_id: str, name: str, scopes: Iterable[str], now: int) -> tuple[ApiKey, str]:
-        key_id, key = new_key()
+    def create_key(
+        self, tenant_id: str, name: str, scopes: Iterable[str], now: int, key: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key, or `key` itself when given (a well-formed one: the local stack's dev key, known
+        in advance). The put is conditional: a key id already stored is refused, never overwritten."""
+        if key is None:
+            key_id, key = new_key()
+        else:
+            found = _KEY.fullmatch(key)
+            if found is None:
+                raise ValueError("a key is sgw_<12 hex characters>_<43 base64url characters>")
+            key_id = found.group(1)
         record = ApiKey(key_id, tenant_id, name, tuple(scopes), KeyStatus.ACTIVE, now)
         item = {
             "pk": _key_pk(key_id),
