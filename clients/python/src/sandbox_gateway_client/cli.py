@@ -16,9 +16,11 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, NoReturn, cast
@@ -37,7 +39,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sandbox_gateway_client import Execution, Gateway, GatewayError, Session
+from sandbox_gateway_client import Execution, Gateway, GatewayError, Session, Usage
 
 EXIT_OK = 0
 EXIT_CODE_RAISED = 1
@@ -57,6 +59,14 @@ EXIT_CODES_HELP = """\
 URL and key: --url / --api-key, or the environment variables SGW_URL / SGW_API_KEY.
 """
 
+ADMIN_HELP = """\
+[bold]Where[/bold]: --table (TABLE_NAME, default sandbox-gateway-sessions: the stack's SessionsTableName),
+--endpoint-url (DYNAMODB_ENDPOINT_URL: the local stack's moto server; `make dev` prints both),
+--region (AWS_REGION / AWS_DEFAULT_REGION). Credentials: the usual AWS chain.
+
+[bold]Exit codes[/bold]: 0 success · 2 bad command line, or the service package is not installed
+3 the table could not be read or written, or the key / tenant named does not exist
+"""
 PROGRESS_THRESHOLD_BYTES = 1024 * 1024  # transfers above this show a progress bar (on stderr)
 
 LANGUAGE_BY_SUFFIX = {
@@ -97,8 +107,19 @@ session_app = typer.Typer(
 files_app = typer.Typer(
     help="Move files in and out of a session's sandbox.", no_args_is_help=True, epilog=EXIT_CODES_HELP
 )
+admin_app = typer.Typer(
+    help="Operators: API keys, quotas and every tenant's usage, straight in the DynamoDB table "
+    "(AWS credentials, or the local stack's endpoint). Needs the service package: the project's venv.",
+    no_args_is_help=True,
+    epilog=ADMIN_HELP,
+)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True, epilog=ADMIN_HELP)
+quotas_app = typer.Typer(help="A tenant's quota overrides.", no_args_is_help=True, epilog=ADMIN_HELP)
 app.add_typer(session_app, name="session")
 app.add_typer(files_app, name="files")
+app.add_typer(admin_app, name="admin")
+admin_app.add_typer(keys_app, name="keys")
+admin_app.add_typer(quotas_app, name="quotas")
 
 
 @dataclasses.dataclass
@@ -830,6 +851,383 @@ def files_rm(
         options.gateway().session(session_id).files.delete(remote)
     if options.json:
         _print_json({"session_id": session_id, "path": remote, "deleted": True})
+
+
+# --- usage (the caller's own tenant) ----------------------------------------------------------
+
+DayOption = Annotated[
+    datetime | None, typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD (UTC).", show_default=False)
+]
+
+USAGE_COLUMNS = {
+    "sessions_created": "SESSIONS",
+    "executions": "EXECUTIONS",
+    "sandbox_seconds": "SANDBOX SECONDS",
+    "bytes_uploaded": "UPLOADED",
+    "bytes_downloaded": "DOWNLOADED",
+}
+
+
+def _usage_table(first_header: str) -> Table:
+    table = _table(first_header, *USAGE_COLUMNS.values())
+    for column in table.columns[1:]:
+        column.justify = "right"
+    return table
+
+
+def _print_usage(usage: Usage) -> None:
+    summary = _table(show_header=False)
+    summary.add_row("tenant", usage.tenant_id)
+    summary.add_row("active sessions", f"{usage.active_sessions} of {usage.quotas.max_active_sessions}")
+    for name, value in _jsonable(usage.quotas).items():
+        if name != "max_active_sessions":
+            summary.add_row(name, str(value))
+    _print_table(summary)
+    typer.echo()
+    days = _usage_table("DAY")
+    for day in usage.days:
+        days.add_row(day.day, *(str(getattr(day, name)) for name in USAGE_COLUMNS))
+    _print_table(days)
+
+
+@app.command("usage")
+def usage_command(ctx: typer.Context, *, since: DayOption = None, until: DayOption = None) -> None:
+    """Your tenant's usage per day (default: the last 30 days), live sessions and quotas."""
+    options = _options(ctx)
+    with _reporting(options):
+        usage = options.gateway().usage(
+            since=since.date() if since else None, until=until.date() if until else None
+        )
+    if options.json:
+        _print_json(usage)
+    else:
+        _print_usage(usage)
+
+
+# --- admin: keys, quotas and every tenant's usage, in the table itself ---------------------------
+
+# A tenant id travels in keys, container labels and table keys: keep it plain.
+TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+KEY_ID = re.compile(r"^[0-9a-f]{12}$")
+QUOTA_NAMES = (
+    "max_active_sessions",
+    "max_session_seconds",
+    "max_execution_seconds",
+    "max_code_bytes",
+    "max_file_bytes",
+)
+DEFAULT_AUTHORIZER_CACHE_SECONDS = 300  # template.yaml's AuthorizerCacheSeconds default
+LOCAL_REGION = "us-east-1"
+
+
+@dataclasses.dataclass
+class AdminOptions:
+    table: str
+    endpoint_url: str | None
+    region: str | None
+
+    _store: Any = dataclasses.field(default=None, repr=False)
+
+    def store(self) -> Any:
+        """The service's DynamoDBTenantStore on the sessions table (imported only here)."""
+        if self._store is None:
+            import boto3  # noqa: PLC0415 - the service's dependency, not the client's
+            from botocore.exceptions import BotoCoreError  # noqa: PLC0415
+            from sandbox_gateway.adapters.tenants import DynamoDBTenantStore  # noqa: PLC0415
+
+            session = boto3.session.Session(region_name=self.region)
+            credentials: dict[str, str] = {}
+            if self.endpoint_url and session.get_credentials() is None:
+                # A local endpoint (moto) takes any credentials; a shell without AWS ones is normal there.
+                credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+            region = self.region or session.region_name or (LOCAL_REGION if self.endpoint_url else None)
+            try:
+                resource = session.resource(
+                    "dynamodb", endpoint_url=self.endpoint_url, region_name=region, **credentials
+                )
+            except BotoCoreError as exc:
+                _fail(f"error: {exc} (pass --region or set AWS_REGION)", EXIT_USAGE)
+            self._store = DynamoDBTenantStore(resource.Table(self.table))
+        return self._store
+
+    def where(self) -> str:
+        return f"table {self.table}" + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+
+
+def _admin(ctx: typer.Context) -> tuple[Options, AdminOptions]:
+    admin = ctx.find_object(AdminOptions)
+    assert admin is not None, "the admin callback sets its options"
+    return _options(ctx), admin
+
+
+@contextmanager
+def _admin_reporting(options: Options, admin: AdminOptions) -> Iterator[None]:
+    """The store's errors (a missing table, no credentials, access denied) as exit code 3."""
+    from sandbox_gateway.models.errors import DomainError  # noqa: PLC0415
+
+    try:
+        yield
+    except DomainError as exc:
+        cause = exc.__cause__
+        detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        message = f"{exc.message}{detail}; {admin.where()}"
+        if options.json:
+            _print_json({"error": {"code": exc.code, "message": message}})
+        _fail(f"error: {exc.code}: {message}", EXIT_API_ERROR)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _not_found(options: Options, code: str, message: str) -> NoReturn:
+    if options.json:
+        _print_json({"error": {"code": code, "message": message}})
+    _fail(f"error: {code}: {message}", EXIT_API_ERROR)
+
+
+def _tenant(value: str) -> str:
+    if not TENANT_ID.fullmatch(value):
+        raise typer.BadParameter(
+            "letters, digits, '.', '_' and '-', at most 64, starting with a letter or digit"
+        )
+    return value
+
+
+def _when(epoch: int | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _key_json(key: Any) -> dict[str, Any]:
+    """A stored key as shown: never the key nor its hash (the record carries neither)."""
+    return {
+        "key_id": key.key_id,
+        "tenant_id": key.tenant_id,
+        "name": key.name,
+        "scopes": list(key.scopes),
+        "status": str(key.status),
+        "created_at": _when(key.created_at),
+        "last_used_at": _when(key.last_used_at),
+    }
+
+
+@admin_app.callback()
+def admin_options(
+    ctx: typer.Context,
+    table: Annotated[
+        str, typer.Option("--table", envvar="TABLE_NAME", help="The stack's sessions table.")
+    ] = "sandbox-gateway-sessions",
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            envvar="DYNAMODB_ENDPOINT_URL",
+            help="DynamoDB endpoint (the local stack's moto server); AWS when absent.",
+            show_default=False,
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region", envvar=["AWS_REGION", "AWS_DEFAULT_REGION"], help="AWS region.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    try:
+        import sandbox_gateway.adapters.tenants  # noqa: F401, PLC0415 - only the admin commands need it
+    except ImportError as exc:
+        _fail(
+            f"error: `sgw admin` needs the service package (sandbox_gateway), which is not installed "
+            f"({exc}): run it from the project's venv, or `pip install -e .` in the project's checkout",
+            EXIT_USAGE,
+        )
+    ctx.obj = AdminOptions(table=table, endpoint_url=endpoint_url or None, region=region or None)
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    *,
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant the key acts for.", callback=_tenant)],
+    name: Annotated[str, typer.Option("--name", help="What the key is for (shown by list).")] = "",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="sessions, execute, files, usage; repeatable. Default: all four.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Create a key and print it ONCE on stdout: only its hash is stored, it cannot be shown again."""
+    from sandbox_gateway.models.tenant import SCOPES  # noqa: PLC0415
+
+    options, admin = _admin(ctx)
+    scopes = list(dict.fromkeys(scope)) if scope else list(SCOPES)
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown {', '.join(unknown)}; scopes are {', '.join(SCOPES)}", param_hint="--scope"
+        )
+    with _admin_reporting(options, admin):
+        record, key = admin.store().create_key(tenant, name, scopes, int(time.time()))
+    if options.json:
+        _print_json(
+            {"key": key, "key_id": record.key_id, "tenant_id": tenant, "name": name, "scopes": scopes}
+        )
+    else:
+        typer.echo(key)
+    typer.echo(
+        f"created key {record.key_id} for tenant {tenant} (scopes: {', '.join(scopes)}). "
+        "Save it now: it cannot be shown again (only its hash is stored).",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    ctx: typer.Context,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant's keys.", show_default=False)
+    ] = None,
+) -> None:
+    """List keys, newest first: ids, tenants, names, scopes, status and times (never a key or hash)."""
+    options, admin = _admin(ctx)
+    with _admin_reporting(options, admin):
+        keys = [_key_json(key) for key in admin.store().list_keys(tenant)]
+    if options.json:
+        _print_json(keys)
+        return
+    table = _table("KEY ID", "TENANT", "NAME", "SCOPES", "STATUS", "CREATED", "LAST USED")
+    for key in keys:
+        table.add_row(
+            key["key_id"],
+            key["tenant_id"],
+            key["name"] or "-",
+            ",".join(key["scopes"]),
+            key["status"],
+            _cell(key["created_at"]),
+            _cell(key["last_used_at"]),
+        )
+    _print_table(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metavar="KEY_ID")]) -> None:
+    """Revoke a key: refused within the authorizer's cache TTL (AuthorizerCacheSeconds, 300 s by default)."""
+    options, admin = _admin(ctx)
+    if not KEY_ID.fullmatch(key_id):
+        raise typer.BadParameter("a key id is 12 hex digits (see `sgw admin keys list`)", param_hint="KEY_ID")
+    with _admin_reporting(options, admin):
+        record = admin.store().revoke_key(key_id)
+    if record is None:
+        _not_found(options, "key_not_found", f"no key {key_id} in {admin.where()}")
+    if options.json:
+        _print_json(_key_json(record))
+    else:
+        typer.echo(f"{record.key_id} {record.status}")
+    typer.echo(
+        f"Key {record.key_id} (tenant {record.tenant_id}) is revoked. API Gateway caches the authorizer's "
+        f"answers: requests with it may still pass for up to AuthorizerCacheSeconds "
+        f"({DEFAULT_AUTHORIZER_CACHE_SECONDS} s by default).",
+        err=True,
+    )
+
+
+def _quota_report(admin: AdminOptions, tenant: str) -> dict[str, Any]:
+    store = admin.store()
+    return {
+        "tenant_id": tenant,
+        "active_sessions": max(0, store.active_sessions(tenant)),
+        "overrides": store.quota_overrides(tenant),
+    }
+
+
+def _print_quotas(options: Options, report: dict[str, Any]) -> None:
+    if options.json:
+        _print_json(report)
+        return
+    table = _table("QUOTA", "VALUE")
+    table.add_row("active sessions now", str(report["active_sessions"]))
+    for name in QUOTA_NAMES:
+        value = report["overrides"].get(name)
+        table.add_row(name, "default" if value is None else str(value))
+    _print_table(table)
+
+
+@quotas_app.command("show")
+def quotas_show(
+    ctx: typer.Context, tenant: Annotated[str, typer.Argument(metavar="TENANT", callback=_tenant)]
+) -> None:
+    """A tenant's live sessions and quota overrides ("default": the deployment's value; `sgw usage`
+    with the tenant's key shows the values in force)."""
+    options, admin = _admin(ctx)
+    with _admin_reporting(options, admin):
+        report = _quota_report(admin, tenant)
+    _print_quotas(options, report)
+
+
+QuotaOption = Annotated[int | None, typer.Option(min=1, show_default=False)]
+
+
+@quotas_app.command("set")
+def quotas_set(
+    ctx: typer.Context,
+    *,
+    tenant: Annotated[str, typer.Argument(metavar="TENANT", callback=_tenant)],
+    max_active_sessions: QuotaOption = None,
+    max_session_seconds: QuotaOption = None,
+    max_execution_seconds: QuotaOption = None,
+    max_code_bytes: QuotaOption = None,
+    max_file_bytes: QuotaOption = None,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Clear every override first (back to the defaults).")
+    ] = False,
+) -> None:
+    """Override a tenant's quotas (the others keep their values). Lifetime, execution timeout and
+    sizes can only be lowered below the deployment's limits, which still apply."""
+    given = {
+        "max_active_sessions": max_active_sessions,
+        "max_session_seconds": max_session_seconds,
+        "max_execution_seconds": max_execution_seconds,
+        "max_code_bytes": max_code_bytes,
+        "max_file_bytes": max_file_bytes,
+    }
+    changes = {name: value for name, value in given.items() if value is not None}
+    if not changes and not reset:
+        raise typer.BadParameter("give at least one --max-… option, or --reset")
+    options, admin = _admin(ctx)
+    with _admin_reporting(options, admin):
+        store = admin.store()
+        overrides = {} if reset else store.quota_overrides(tenant)
+        store.set_quota_overrides(tenant, overrides | changes)
+        report = _quota_report(admin, tenant)
+    _print_quotas(options, report)
+
+
+@admin_app.command("usage")
+def admin_usage(
+    ctx: typer.Context,
+    day: Annotated[
+        datetime | None,
+        typer.Option(
+            "--day", formats=["%Y-%m-%d"], help="YYYY-MM-DD (UTC). Default: today.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Every tenant's usage counters for one UTC day."""
+    options, admin = _admin(ctx)
+    wanted = (day or datetime.now(UTC)).strftime("%Y-%m-%d")
+    with _admin_reporting(options, admin):
+        found = admin.store().usage_of_every_tenant(wanted)
+    rows = [{"tenant_id": u.tenant_id, "day": u.day, **u.counters} for u in found]
+    if options.json:
+        _print_json(rows)
+        return
+    if not rows:
+        typer.echo(f"no usage recorded on {wanted}", err=True)
+    table = _usage_table("TENANT")
+    for row in rows:
+        table.add_row(row["tenant_id"], *(str(row.get(name, 0)) for name in USAGE_COLUMNS))
+    _print_table(table)
 
 
 def main() -> None:
