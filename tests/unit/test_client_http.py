@@ -506,3 +506,21 @@ def test_a_403_that_is_not_api_gateways_stays_a_plain_gateway_error() -> None:
         gateway(handler).environments()
 
     assert type(raised.value) is GatewayError and raised.value.code == "http_403"
+
+
+def test_on_retry_is_told_the_reason_and_the_wait_before_each_retry() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    handler = Recorder(
+        error(429, "quota_exceeded", {"Retry-After": "30"}), refuse, httpx.Response(201, json=SESSION)
+    )
+    told: list[tuple[str, float]] = []
+    sleeps: list[float] = []
+
+    gateway(
+        handler, sleeps, on_retry=lambda reason, delay: told.append((reason.code, delay))
+    ).create_session()
+
+    assert [code for code, _ in told] == ["quota_exceeded", "connection_failed"]
+    assert [delay for _, delay in told] == sleeps and sleeps[0] == 30.0

@@ -68,6 +68,7 @@ ADMIN_HELP = """\
 3 the table could not be read or written, or the key / tenant named does not exist
 """
 PROGRESS_THRESHOLD_BYTES = 1024 * 1024  # transfers above this show a progress bar (on stderr)
+NOTICE_WAITS_FROM_SECONDS = 2.0  # a retry that waits this long says why on stderr (a quota: 30 s)
 
 LANGUAGE_BY_SUFFIX = {
     ".py": "python",
@@ -137,7 +138,7 @@ class Options:
             if not self.url.lower().startswith(("http://", "https://")):
                 _fail(f"error: the gateway URL must start with http:// or https://: {self.url}", EXIT_USAGE)
             try:
-                self._gateway = Gateway(url=self.url, api_key=self.api_key)
+                self._gateway = Gateway(url=self.url, api_key=self.api_key, on_retry=_notice_retry)
             except (ValueError, httpx.InvalidURL) as exc:
                 _fail(f"error: invalid gateway URL {self.url}: {exc}", EXIT_USAGE)
         return self._gateway
@@ -145,6 +146,12 @@ class Options:
     def close(self) -> None:
         if self._gateway is not None:
             self._gateway.close()
+
+
+def _notice_retry(reason: GatewayError, delay: float) -> None:
+    # Short waits (a busy session) pass silently; a long one (the live-session quota) is explained.
+    if delay >= NOTICE_WAITS_FROM_SECONDS:
+        typer.echo(f"{reason.code}: {reason.message}; retrying in {delay:g} s", err=True)
 
 
 def _options(ctx: typer.Context) -> Options:

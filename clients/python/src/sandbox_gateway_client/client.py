@@ -68,7 +68,8 @@ class Gateway:
     """A connection to one Sandbox Gateway: `Gateway("http://127.0.0.1:3000")`.
 
     `url` and `api_key` default to the environment variables `SGW_URL` and `SGW_API_KEY`.
-    `sleep` is how retries wait (tests pass their own).
+    `sleep` is how retries wait (tests pass their own). `on_retry(error, delay)` is told before
+    each wait (a connection that failed comes as `ConnectionFailed`), e.g. to say why nothing happens.
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class Gateway:
         max_retries: int = 3,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[GatewayError, float], None] | None = None,
     ) -> None:
         url = url or os.environ.get("SGW_URL")
         if not url:
@@ -97,6 +99,7 @@ class Gateway:
         self.timeout = timeout
         self.max_retries = max_retries
         self._sleep = sleep
+        self._on_retry = on_retry
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -214,11 +217,12 @@ class Gateway:
             except httpx.TransportError as error:
                 # A connect error means nothing was sent; anything later may have reached the server.
                 unsent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+                failed = ConnectionFailed(f"{method} {request.url.path} failed: {_describe(error)}")
                 if attempt < self.max_retries and (repeatable or unsent):
-                    self._sleep(_backoff(attempt))
+                    self._wait(failed, _backoff(attempt))
                     attempt += 1
                     continue
-                raise ConnectionFailed(f"{method} {request.url.path} failed: {_describe(error)}") from error
+                raise failed from error
             if response.is_success:
                 return response
             if stream:
@@ -226,10 +230,15 @@ class Gateway:
                 response.close()
             failure = error_from_response(response)
             if attempt < self.max_retries and _retryable(failure, repeatable):
-                self._sleep(_delay(failure.retry_after, attempt))
+                self._wait(failure, _delay(failure.retry_after, attempt))
                 attempt += 1
                 continue
             raise failure
+
+    def _wait(self, reason: GatewayError, delay: float) -> None:
+        if self._on_retry is not None:
+            self._on_retry(reason, delay)
+        self._sleep(delay)
 
 
 class Session:
