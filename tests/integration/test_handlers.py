@@ -404,7 +404,7 @@ def test_list_directory_outside_roots_is_400(api: Api) -> None:
 def expire_now(table: Any, session_id: str) -> None:
     """Move the stored expiry into the past, as the clock would; TTL has not removed the item."""
     table.update_item(
-        Key={"pk": "TENANT#default", "sk": f"SESSION#{session_id}"},
+        Key={"pk": "TENANT#tenant-example", "sk": f"SESSION#{session_id}"},
         UpdateExpression="SET expires_at = :past",
         ExpressionAttributeValues={":past": 1},
     )
@@ -415,7 +415,7 @@ def set_item(table: Any, session_id: str, expression: str, values: dict[str, Any
     """Change the stored session as a concurrent request (or a crash mid-create) would have."""
     extra = {"ExpressionAttributeNames": {"#status": "status"}} if "#status" in expression else {}
     table.update_item(
-        Key={"pk": "TENANT#default", "sk": f"SESSION#{session_id}"},
+        Key={"pk": "TENANT#tenant-example", "sk": f"SESSION#{session_id}"},
         UpdateExpression=expression,
         ExpressionAttributeValues=values,
         **extra,
@@ -510,6 +510,25 @@ def _text_plain(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
     return invoke("sessions", event)
 
 
+def _without_key(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    # A route reached without an authorizer's context (left open by mistake) serves no tenant.
+    event = load_event("sessions_list")
+    del event["requestContext"]["authorizer"]
+    return invoke("sessions", event)
+
+
+def _without_scope(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    event = load_event("execute_python", api.create_session())
+    event["requestContext"]["authorizer"]["lambda"]["scopes"] = "sessions,files"
+    return invoke("execute", event)
+
+
+def _over_quota(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    table.put_item(Item={"pk": "TENANT#tenant-example", "sk": "TENANT", "quotas": {"max_active_sessions": 1}})
+    api.create_session()
+    return api.call("sessions", "sessions_create")
+
+
 def _event(function: str, name: str, with_session: bool = False, **body: Any) -> Any:
     def scenario(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
         return api.call(function, name, api.create_session() if with_session else None, **body)
@@ -519,6 +538,9 @@ def _event(function: str, name: str, with_session: bool = False, **body: Any) ->
 
 ERROR_SCENARIOS: dict[str, tuple[int, Any]] = {
     "invalid_json": (400, _event("sessions", "sessions_create_invalid_json")),
+    "unauthorized": (401, _without_key),
+    "forbidden": (403, _without_scope),
+    "quota_exceeded": (429, _over_quota),
     "invalid_file_path": (400, _event("files", "files_read_traversal", with_session=True)),
     "invalid_content": (400, _event("files", "files_write_bad_base64", with_session=True)),
     "invalid_page_token": (400, _forged_page_token),

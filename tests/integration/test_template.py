@@ -25,6 +25,7 @@ EXPECTED_ROUTES = {
     "GET /api/sessions/{session_id}": "SessionsFunction",
     "POST /api/sessions/{session_id}/keepalive": "SessionsFunction",
     "DELETE /api/sessions/{session_id}": "SessionsFunction",
+    "GET /api/usage": "SessionsFunction",
     "GET /api/environments": "MetaFunction",
     "GET /api/openapi.json": "MetaFunction",
     "GET /api/docs": "MetaFunction",
@@ -106,6 +107,7 @@ def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:
         "FilesFunction",
         "ReaperFunction",
         "MetaFunction",
+        "AuthorizerFunction",
     }
     for name, role in roles.items():
         statements = [
@@ -114,6 +116,9 @@ def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:
         resources = json.dumps([s["Resource"] for s in statements])
         if name == "MetaFunction":  # reads configuration only
             assert statements == []
+            continue
+        if name == "AuthorizerFunction":  # reads keys (and marks them used); no E2B key
+            assert "SessionsTable" in resources and "E2BApiKeySecret" not in resources
             continue
         assert "SessionsTable" in resources and "E2BApiKeySecret" in resources
         assert '"*"' not in resources

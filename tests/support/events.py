@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sandbox_gateway.models.tenant import SCOPES
+
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 PLACEHOLDER_SESSION_ID = "ses_0000000000000000000000000000"
 
@@ -24,5 +26,7 @@ def load_event(name: str, session_id: str | None = None, **body_overrides: Any) 
 
 def with_tenant(event: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     """As a Lambda authorizer would set it."""
-    event["requestContext"]["authorizer"] = {"lambda": {"tenant_id": tenant_id}}
+    event["requestContext"]["authorizer"] = {
+        "lambda": {"tenant_id": tenant_id, "key_id": "0123456789ab", "scopes": ",".join(SCOPES)}
+    }
     return event

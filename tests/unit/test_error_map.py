@@ -11,6 +11,9 @@ from sandbox_gateway.models import errors
 
 EXPECTED_STATUS: dict[type[errors.DomainError], int] = {
     errors.InvalidRequest: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.QuotaExceeded: 429,
     errors.UnknownEnvironment: 400,
     errors.ProviderMismatch: 400,
     errors.ProviderNotAllowed: 400,

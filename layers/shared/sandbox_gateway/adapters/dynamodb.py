@@ -10,7 +10,6 @@ import json
 import time
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sandbox_gateway.models.environment import Provider
@@ -31,7 +30,6 @@ LIVE_INDEX = "LiveByExpiry"
 LIVE_SHARD_ATTRIBUTE = "live_shard"
 LIVE_SHARDS = 8
 QUOTA_RETRY_AFTER_SECONDS = 30  # a tenant at its live-session limit: one may end soon
-_SERIALIZER = TypeSerializer()
 
 
 def live_shard(session_id: str) -> str:
@@ -251,18 +249,14 @@ class DynamoDBSessionRepository:
         return self.get(session.tenant_id, session.session_id)
 
     def _transact(self, *actions: dict[str, Any]) -> builtins.list[bool] | None:
-        """Run write actions (resource-style values) as one transaction. None when it committed;
+        """Run write actions (Python values) as one transaction. None when it committed;
         else, per action, whether its condition is what failed."""
-        items = []
-        for action in actions:
-            ((kind, body),) = action.items()
-            wire: dict[str, Any] = {"TableName": self._table.name}
-            for name, value in body.items():
-                if name in ("Item", "Key") or name == "ExpressionAttributeValues":
-                    wire[name] = {k: _SERIALIZER.serialize(v) for k, v in value.items()}
-                else:
-                    wire[name] = value
-            items.append({kind: wire})
+        # The Table resource's client converts Python values to DynamoDB's typed form itself.
+        items = [
+            {kind: {"TableName": self._table.name, **body}}
+            for action in actions
+            for kind, body in action.items()
+        ]
         try:
             self._table.meta.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
