@@ -46,8 +46,6 @@ For curl, the sgw CLI and the Python client:
 
 For `sgw admin` (keys, quotas and usage, in this stack's table):
   export TABLE_NAME={table} DYNAMODB_ENDPOINT_URL={dynamodb_url}
-  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
-  (the second line only if your shell has no AWS credentials: moto takes any)
 
 API reference: {url}/api/docs (Swagger UI), {url}/api/openapi.json (both without a key)
 Authorizer: answers cached {cache} per key, so a revoked key works until then

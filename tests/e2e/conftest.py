@@ -2,26 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import secrets
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import boto3
 import pytest
 import requests
+from sandbox_gateway.models.tenant import SCOPES
 
-from local.stack import TABLE_NAME, Stack, running_stack
+from local.stack import TABLE_NAME, Stack, running_stack, tenant_store
+
+# The local gateway caches the authorizer's answers this long instead of the template's 300 s, so a
+# test can see a revoked key stop working.
+AUTHORIZER_CACHE_SECONDS = 2.0
+DEV_TENANT_MAX_ACTIVE_SESSIONS = 1000
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    with running_stack(port=0, concurrency=4) as running:
+    with running_stack(port=0, concurrency=4, authorizer_cache_seconds=AUTHORIZER_CACHE_SECONDS) as running:
+        # Many tests leave their sessions to the reaper: the dev tenant must not hit the template's
+        # live-session quota (10) because of earlier tests. Other tenants keep the defaults.
+        tenant_store(running.dynamodb_url).set_quota_overrides(
+            running.tenant_id, {"max_active_sessions": DEV_TENANT_MAX_ACTIVE_SESSIONS}
+        )
         yield running
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def create_key(
+    stack: Stack, tenant_id: str | None = None, scopes: Iterable[str] = SCOPES, name: str = "e2e"
+) -> tuple[str, str, str]:
+    """A new key in the stack's table, as `sgw admin keys create` makes one: (tenant, key id, key).
+    Of a tenant of its own unless `tenant_id` is given."""
+    tenant_id = tenant_id or f"e2e-{secrets.token_hex(4)}"
+    record, key = tenant_store(stack.dynamodb_url).create_key(tenant_id, name, scopes, int(time.time()))
+    return tenant_id, record.key_id, key
+
+
 class Client:
-    def __init__(self, base_url: str) -> None:
+    """requests against the stack, with `api_key` (the stack's dev key) on every request."""
+
+    def __init__(self, base_url: str, api_key: str | None = None) -> None:
         self.base_url = base_url
         self.http = requests.Session()
+        if api_key is not None:
+            self.http.headers.update(bearer(api_key))
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.http.request(method, self.base_url + path, timeout=60, **kwargs)
@@ -41,7 +72,7 @@ class Client:
 
 @pytest.fixture(scope="session")
 def client(stack: Stack) -> Client:
-    return Client(stack.url)
+    return Client(stack.url, stack.api_key)
 
 
 @pytest.fixture(scope="session")

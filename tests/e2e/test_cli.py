@@ -56,14 +56,16 @@ def sgw(runner: CliRunner, stack: Stack) -> Callable[..., Any]:
     def invoke(*args: str, input: str | bytes | None = None, env: dict[str, str | None] | None = None) -> Any:
         # SGW_URL from the developer's shell must not decide where the tests go.
         environment = {"SGW_URL": None, "SGW_API_KEY": None} | (env or {})
-        return runner.invoke(app, ["--url", stack.url, *args], input=input, env=environment)
+        return runner.invoke(
+            app, ["--url", stack.url, "--api-key", stack.api_key, *args], input=input, env=environment
+        )
 
     return invoke
 
 
 @pytest.fixture(scope="module")
 def gateway(stack: Stack) -> Iterator[Gateway]:
-    with Gateway(stack.url) as gw:
+    with Gateway(stack.url, api_key=stack.api_key) as gw:
         yield gw
 
 
@@ -375,18 +377,39 @@ def test_a_malformed_url_is_a_usage_error(runner: CliRunner, url: str) -> None:
     assert result.stderr.startswith("error: ") and url in result.stderr
 
 
-def test_the_url_can_come_from_sgw_url(runner: CliRunner, stack: Stack) -> None:
-    result = runner.invoke(app, ["--json", "environments"], env={"SGW_URL": stack.url})
+def test_the_url_and_key_can_come_from_sgw_url_and_sgw_api_key(runner: CliRunner, stack: Stack) -> None:
+    result = runner.invoke(
+        app, ["--json", "environments"], env={"SGW_URL": stack.url, "SGW_API_KEY": stack.api_key}
+    )
 
     assert result.exit_code == 0, result.stderr
     assert "e2b-python" in [env["name"] for env in json.loads(result.stdout)]
+
+
+@pytest.mark.parametrize(
+    ("key", "status", "hint"),
+    [(None, 401, "SGW_API_KEY"), ("sgw_000000000000_" + "x" * 43, 403, "refused")],
+    ids=["no-key", "unknown-key"],
+)
+def test_without_a_valid_key_the_gateway_refuses_and_sgw_says_why(
+    runner: CliRunner, stack: Stack, key: str | None, status: int, hint: str
+) -> None:
+    result = runner.invoke(app, ["--json", "session", "list"], env={"SGW_URL": stack.url, "SGW_API_KEY": key})
+
+    assert result.exit_code == EXIT_API_ERROR
+    error = json.loads(result.stdout)["error"]
+    assert (error["status"], error["code"]) == (status, f"http_{status}")
+    assert hint in error["message"]
+    output = result.stdout + result.stderr
+    assert stack.api_key not in output and (key is None or key not in output)  # keys are never echoed
 
 
 def test_an_unreachable_gateway_exits_3(runner: CliRunner) -> None:
     result = runner.invoke(app, ["--url", "http://127.0.0.1:9", "session", "list"])
 
     assert result.exit_code == EXIT_API_ERROR
-    assert result.stderr.startswith("error: connection_failed: ")
+    # After the retries (each announced on stderr), the last line is the error.
+    assert result.stderr.splitlines()[-1].startswith("error: connection_failed: ")
 
 
 def test_ctrl_c_during_a_run_closes_the_ephemeral_session(
@@ -435,7 +458,7 @@ def test_a_real_signal_mid_run_closes_the_ephemeral_session(
     script = tmp_path / "sleepy.py"
     script.write_text("import time\ntime.sleep(20)\n")
     before = session_ids(gateway)
-    environment = os.environ | {"SGW_URL": stack.url}
+    environment = os.environ | {"SGW_URL": stack.url, "SGW_API_KEY": stack.api_key}
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox_gateway_client.cli", "run", str(script)],
         stdin=subprocess.DEVNULL,

@@ -17,7 +17,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def gateway(stack: Stack) -> Iterator[Gateway]:
-    with Gateway(stack.url) as gw:
+    with Gateway(stack.url, api_key=stack.api_key) as gw:
         yield gw
 
 

@@ -5,11 +5,14 @@ one goes through the gateway, the functions' worker processes, DynamoDB on moto'
 sandbox provider reached over the network. The provider failures (502, 503, 504) come from a
 second stack whose E2B is a small fault server on 127.0.0.1, started by this module; that stack
 runs without LOCAL_MODE, as deployed, which is also where `provider_not_allowed` is answered.
+`unauthorized` needs a request that reaches a function with no authorizer in front of it: a second
+gateway, on the same functions, from a template whose routes have no authorizer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -23,8 +26,9 @@ import pytest
 import requests
 from sandbox_gateway.api.errors import PROVIDER_MESSAGES
 
-from local.stack import Stack, running_stack
-from tests.e2e.conftest import Client
+from local.gateway import Gateway
+from local.stack import Stack, running_stack, tenant_store
+from tests.e2e.conftest import Client, bearer, create_key
 from tests.support.readme import documented_error_codes
 
 HANG_SECONDS = 2  # E2B_REQUEST_TIMEOUT_SECONDS of the faulty stack
@@ -120,10 +124,24 @@ def faulty() -> Iterator[FaultyStack]:
     }
     try:
         with running_stack(port=0, concurrency=3, extra_environment=environment) as stack:
-            yield FaultyStack(Client(stack.url), fault)
+            yield FaultyStack(Client(stack.url, stack.api_key), fault)
     finally:
         fault.httpd.shutdown()
         fault.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def without_authorizer(stack: Stack) -> Iterator[Client]:
+    """The stack's functions behind a gateway whose routes have no authorizer (a template that
+    forgot its DefaultAuthorizer): the key is sent, but no one checks it or passes its tenant on."""
+    routes = [dataclasses.replace(route, authorizer=None) for route in stack.gateway.routes]
+    gateway = Gateway(("127.0.0.1", 0), routes, stack.gateway.pools, stack.gateway.cors)
+    threading.Thread(target=gateway.serve_forever, name="gateway-without-authorizer", daemon=True).start()
+    try:
+        yield Client(gateway.url, stack.api_key)
+    finally:
+        gateway.shutdown()
+        gateway.server_close()
 
 
 # --- scenarios: one per documented code ---------------------------------------------------------
@@ -141,7 +159,7 @@ class World:
         """Change the stored session as a concurrent request (or a crash mid-create) would have."""
         names = {"ExpressionAttributeNames": {"#status": "status"}} if "#status" in expression else {}
         self.table.update_item(
-            Key={"pk": "TENANT#default", "sk": f"SESSION#{session_id}"},
+            Key={"pk": f"TENANT#{self.stack.tenant_id}", "sk": f"SESSION#{session_id}"},
             UpdateExpression=expression,
             ExpressionAttributeValues=values,
             **names,
@@ -272,6 +290,30 @@ def _key_in_use(w: World) -> requests.Response:
     return retry
 
 
+def _no_authorizer_context(w: World) -> requests.Response:
+    unchecked: Client = w.request.getfixturevalue("without_authorizer")
+    return unchecked.request("GET", "/api/sessions")
+
+
+def _lacks_scope(w: World) -> requests.Response:
+    _, _, key = create_key(w.stack, scopes=["sessions"])
+    body = {"session_id": "ses_00000000000000000000000000", "code": "print(1)", "language": "python"}
+    return w.client.request("POST", "/api/e2b/execute", json=body, headers=bearer(key))
+
+
+def _over_live_session_quota(w: World) -> requests.Response:
+    tenant, _, key = create_key(w.stack)
+    tenant_store(w.stack.dynamodb_url).set_quota_overrides(tenant, {"max_active_sessions": 1})
+    first = w.client.request("POST", "/api/sessions", json=CREATE, headers=bearer(key))
+    assert first.status_code == 201, first.text
+    try:
+        return w.client.request("POST", "/api/sessions", json=CREATE, headers=bearer(key))
+    finally:
+        path = f"/api/sessions/{first.json()['session_id']}"
+        closed = w.client.request("DELETE", path, headers=bearer(key))
+        assert closed.status_code == 200, closed.text
+
+
 SCENARIOS: dict[str, tuple[int, Scenario]] = {
     "invalid_json": (400, _post_raw("/api/sessions", b'{"agent": ')),
     "invalid_file_path": (400, _traversal),
@@ -283,6 +325,8 @@ SCENARIOS: dict[str, tuple[int, Scenario]] = {
     "idempotency_key_reused": (422, _key_reused),
     "session_not_found": (404, lambda w: w.client.execute("ses_nosuchsession", "print(1)")),
     "file_not_found": (404, _missing_file),
+    "unauthorized": (401, _no_authorizer_context),
+    "forbidden": (403, _lacks_scope),
     "route_not_found": (404, lambda w: w.client.request("GET", "/api/nope")),
     "session_busy": (409, _busy),
     "session_not_ready": (409, _not_ready),
@@ -293,12 +337,13 @@ SCENARIOS: dict[str, tuple[int, Scenario]] = {
     "sandbox_gone": (410, _sandbox_gone),
     "payload_too_large": (413, _code_too_large),
     "unsupported_media_type": (415, _post_raw("/api/sessions", json.dumps(CREATE).encode(), "text/plain")),
+    "quota_exceeded": (429, _over_live_session_quota),
     "provider_error": (502, _create_on_faulty_e2b("error")),
     "provider_unavailable": (503, _create_on_faulty_e2b("drop")),
     "provider_timeout": (504, _create_on_faulty_e2b("hang")),
 }
 # Documented codes answered with Retry-After, and its value.
-RETRY_AFTER = {"session_busy": "1", "idempotency_key_in_use": "1"}
+RETRY_AFTER = {"session_busy": "1", "idempotency_key_in_use": "1", "quota_exceeded": "30"}
 
 
 def test_every_code_in_the_readme_table_has_an_http_scenario() -> None:

@@ -124,7 +124,7 @@ def test_binary_file_round_trip(client: Client) -> None:
     assert client.request("DELETE", f"/api/e2b/files/{session_id}/%2Ftmp/nested/blob.bin").status_code == 204
 
 
-def test_unknown_closed_and_expired_sessions(client: Client, sessions_table: Any) -> None:
+def test_unknown_closed_and_expired_sessions(client: Client, stack: Stack, sessions_table: Any) -> None:
     assert_error(client.execute("ses_nosuchsession", "1"), 404, "session_not_found")
 
     closed = client.create_session()
@@ -134,7 +134,7 @@ def test_unknown_closed_and_expired_sessions(client: Client, sessions_table: Any
 
     expired = client.create_session()
     sessions_table.update_item(
-        Key={"pk": "TENANT#default", "sk": f"SESSION#{expired}"},
+        Key={"pk": f"TENANT#{stack.tenant_id}", "sk": f"SESSION#{expired}"},
         UpdateExpression="SET expires_at = :past",
         ExpressionAttributeValues={":past": 1},
     )

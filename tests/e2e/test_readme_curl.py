@@ -2,7 +2,8 @@
 README cannot drift from the API.
 
 Every ```bash / ```sh block of the README that calls the API with curl is run command by command,
-in order, with `API` set to the stack's URL and `SID` to a session made for that block. Each call
+in order, with `API` set to the stack's URL, `SGW_API_KEY` to its dev key (as `make dev` prints
+them) and `SID` to a session made for that block. Each call
 must answer the success status the spec (openapi.json) documents for its operation, and the
 status the README's own comment names, when it names one (`# 204`, `# Create (201)`).
 """
@@ -35,6 +36,8 @@ WRITE_OUT = f"\\n{MARK} %{{http_code}} %{{method}} %{{url_effective}}\\n"
 # A status the README names next to a call: `# 204` after it, or `(201)` in the comment before it.
 TRAILING_STATUS = re.compile(r"#\s*([1-5]\d\d)\b")
 PRECEDING_STATUS = re.compile(r"\(([1-5]\d\d)\)")
+SENDS_THE_KEY = '-H "Authorization: Bearer $SGW_API_KEY"'
+PUBLIC_PATHS = ("/api/openapi.json", "/api/docs")  # the only routes without the authorizer
 
 
 @dataclass
@@ -192,6 +195,9 @@ def test_the_readme_shows_curl_examples_for_every_route_group() -> None:
     for text in commands:
         assert "$API/" in text or DOCUMENTED_URL in text, f"a curl example not against $API: {text}"
     assert f"API={DOCUMENTED_URL}" in README.read_text(encoding="utf-8")
+    for text in commands:
+        if not any(path in text for path in PUBLIC_PATHS):
+            assert SENDS_THE_KEY in text, f"a curl example without the API key: {text}"
     assert all(not_run.startswith("make ") for block in BLOCKS for not_run in block.not_run), [
         block.not_run for block in BLOCKS
     ]
@@ -206,7 +212,7 @@ def test_readme_curl_block_answers_the_documented_statuses(
         (pytest.fail if in_ci() else pytest.skip)("README CURL EXAMPLES NOT RUN: no curl on PATH")
     if "docker" in block.source:
         require_docker_image()
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "API": stack.url}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "API": stack.url, "SGW_API_KEY": stack.api_key}
     if "$SID" in block.source:
         provider = "docker" if '"provider": "docker"' in block.source else "e2b"
         environment = "docker-python" if provider == "docker" else "e2b-python"

@@ -8,6 +8,9 @@ operation and a fixed seed, so CI sees the same requests every run.
 Generated session ids are random, so most calls on a session answer 404; about half of them are
 pointed at real, live sessions instead, so the success paths are fuzzed too. Every session the run
 creates is closed, and the test checks that none is left live.
+
+Every call sends the stack's dev key (all scopes), as the spec's bearer security scheme asks; the
+gateway's own 401/403 for a missing or refused key are tested in test_api_keys.py.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from schemathesis.checks import (
 from schemathesis.core.failures import Failure, FailureGroup
 
 from local.stack import Stack
-from tests.e2e.conftest import Client
+from tests.e2e.conftest import Client, bearer
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
 # Examples per operation and mode (valid requests, then invalid ones): 11 operations x 2 x this.
@@ -134,12 +137,13 @@ def _fuzz(
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
         _aim_at_a_real_session(case, sessions)
+        key = bearer(stack.api_key)
         try:
-            response = case.call_and_validate(base_url=stack.url, checks=CHECKS, timeout=60)
+            response = case.call_and_validate(base_url=stack.url, headers=key, checks=CHECKS, timeout=60)
         except (Failure, FailureGroup) as failed:
             statuses["failed"] += 1  # its status is in the failure
             failures = failed.exceptions if isinstance(failed, FailureGroup) else (failed,)
-            curl = case.as_curl_command(base_url=stack.url)
+            curl = case.as_curl_command(headers=key, base_url=stack.url)
             found.extend(Found(operation.label, mode.value, f.title, f.message, curl) for f in failures)
             return
         statuses[response.status_code] += 1
