@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from e2b_code_interpreter import Sandbox
 
-from local.stack import Stack, running_stack
+from local.stack import Stack, running_stack, tenant_store
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -54,6 +54,13 @@ def sdk_options(stack: Stack) -> dict[str, str]:
     return {"api_key": "bench", "api_url": stack.e2b_url, "sandbox_url": stack.e2b_url}
 
 
+def api_session(stack: Stack) -> requests.Session:
+    """HTTP with the stack's dev key, as every caller of the API sends one."""
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {stack.api_key}"
+    return http
+
+
 def create_session(http: requests.Session, url: str, environment: str = "e2b-python") -> str:
     body = SEED_BODY | {"environment": environment, "provider": environment.split("-", maxsplit=1)[0]}
     response = http.post(f"{url}/api/sessions", json=body, timeout=120)
@@ -62,7 +69,7 @@ def create_session(http: requests.Session, url: str, environment: str = "e2b-pyt
 
 
 def bench_execute_overhead(stack: Stack, repeat: int) -> dict[str, Any]:
-    http = requests.Session()
+    http = api_session(stack)
     session_id = create_session(http, stack.url)
     body = {"session_id": session_id, "code": "1 + 1", "language": "python"}
 
@@ -91,7 +98,7 @@ def bench_execute_overhead(stack: Stack, repeat: int) -> dict[str, Any]:
 
 
 def bench_create(stack: Stack, repeat: int) -> dict[str, Any]:
-    http = requests.Session()
+    http = api_session(stack)
     created: list[str] = []
     api = percentiles(timed(lambda: created.append(create_session(http, stack.url)), repeat))
     for session_id in created:
@@ -111,21 +118,21 @@ def bench_create(stack: Stack, repeat: int) -> dict[str, Any]:
 def bench_concurrency(
     stack: Stack, sessions: int, seconds: float, environment: str = "e2b-python"
 ) -> dict[str, Any]:
-    http = requests.Session()
+    http = api_session(stack)
     with ThreadPoolExecutor(sessions) as pool:
         session_ids = list(
-            pool.map(lambda _: create_session(requests.Session(), stack.url, environment), range(sessions))
+            pool.map(lambda _: create_session(api_session(stack), stack.url, environment), range(sessions))
         )
         # One untimed round: every worker process of the execute function is started and warm,
         # as provisioned concurrency would have it; cold starts are measured in (d).
-        list(pool.map(lambda sid: http_warm(stack.url, sid), session_ids))
+        list(pool.map(lambda sid: http_warm(stack, sid), session_ids))
     deadline = time.monotonic() + seconds
     latencies: list[float] = []
     errors: dict[str, int] = {}
     lock = threading.Lock()
 
     def worker(session_id: str) -> None:
-        client = requests.Session()
+        client = api_session(stack)
         count = 0
         while time.monotonic() < deadline:
             count += 1
@@ -160,7 +167,7 @@ def bench_docker(stack: Stack, repeat: int, create_repeat: int) -> dict[str, Any
     and where create's time goes: a bare container start next to the whole create."""
     import docker  # noqa: PLC0415 - only when the Docker provider is benchmarked
 
-    http = requests.Session()
+    http = api_session(stack)
     created: list[str] = []
     create = percentiles(
         timed(lambda: created.append(create_session(http, stack.url, "docker-python")), create_repeat)
@@ -189,9 +196,9 @@ def bench_docker(stack: Stack, repeat: int, create_repeat: int) -> dict[str, Any
     return {"create_api": create, "execute_api": execute, "bare_container_run": bare}
 
 
-def http_warm(url: str, session_id: str) -> None:
+def http_warm(stack: Stack, session_id: str) -> None:
     body = {"session_id": session_id, "code": "0", "language": "python"}
-    requests.post(f"{url}/api/e2b/execute", json=body, timeout=120).raise_for_status()
+    api_session(stack).post(f"{stack.url}/api/e2b/execute", json=body, timeout=120).raise_for_status()
 
 
 def bench_cold_imports(repeat: int) -> dict[str, Any]:
@@ -291,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with running_stack(port=0, concurrency=args.sessions) as stack:
+        # --sessions live at once: over the template's default live-session quota (10) otherwise.
+        tenant_store(stack.dynamodb_url).set_quota_overrides(
+            stack.tenant_id, {"max_active_sessions": max(args.sessions, 10)}
+        )
         report = {
             "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
             "execute_overhead": bench_execute_overhead(stack, args.repeat),
