@@ -1,0 +1,218 @@
+"""The live-session quota under a race: 20 simultaneous creates for one tenant whose limit is 5.
+
+The counter moves in the same DynamoDB transaction that writes the session (adapters/dynamodb.py
+put_new), so exactly 5 pass whatever the interleaving. Each thread is its own warm "container"
+(own boto3 resource, repository and service), all against one moto server: in-process mock_aws is
+not thread-safe. The HTTP answers (429, Retry-After) are checked through the handler afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from sandbox_gateway import wiring
+from sandbox_gateway.adapters.dynamodb import QUOTA_RETRY_AFTER_SECONDS, DynamoDBSessionRepository
+from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
+from sandbox_gateway.api.errors import status_for
+from sandbox_gateway.catalogue import EnvironmentCatalogue
+from sandbox_gateway.config import Settings
+from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
+from sandbox_gateway.models.errors import DomainError, QuotaExceeded
+from sandbox_gateway.models.session import Session
+from sandbox_gateway.providers import ProviderRegistry
+from sandbox_gateway.services.reaper import ReaperService
+from sandbox_gateway.services.sessions import SessionService
+from sandbox_gateway.services.tenants import TenantLedger, default_quotas
+
+from local.stack import TABLE_NAME, dynamodb_server
+from tests.support.events import load_event, with_tenant
+from tests.support.fakes import FakeSandboxProvider
+from tests.support.handlers import invoke
+
+CALLERS = 20
+LIMIT = 5
+ROUNDS = 4
+BODY: dict[str, Any] = {
+    "agent": "a",
+    "environment": "e2b-python",
+    "provider": "e2b",
+    "metadata": {},
+    "envs": {},
+    "timeout_seconds": None,
+}
+CATALOGUE = EnvironmentCatalogue(BUILT_IN_ENVIRONMENTS, ProviderRegistry({}, {Provider.E2B}))
+
+
+@pytest.fixture(scope="module")
+def dynamodb_url() -> Iterator[str]:
+    with dynamodb_server() as url:
+        yield url
+
+
+def container(url: str, fake: FakeSandboxProvider) -> SessionService:
+    """One warm Lambda container: its own clients, repository, ledger and service."""
+    table = boto3.resource("dynamodb", endpoint_url=url).Table(TABLE_NAME)
+    settings = Settings()
+    ledger = TenantLedger(DynamoDBTenantStore(table), default_quotas(settings))
+    return SessionService(
+        DynamoDBSessionRepository(table), lambda _: fake, CATALOGUE, settings, ledger=ledger
+    )
+
+
+def create_at_once(
+    url: str, tenant: str, fake: FakeSandboxProvider, callers: int
+) -> list[Session | DomainError]:
+    services = [container(url, fake) for _ in range(callers)]
+    start = threading.Barrier(callers)
+    answers: list[Session | DomainError] = []
+
+    def caller(service: SessionService) -> None:
+        start.wait()
+        try:
+            answers.append(service.create(tenant, **BODY))
+        except DomainError as exc:
+            answers.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(service,)) for service in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(answers) == callers
+    return answers
+
+
+def split(answers: list[Session | DomainError]) -> tuple[list[Session], list[DomainError]]:
+    return [a for a in answers if isinstance(a, Session)], [a for a in answers if not isinstance(a, Session)]
+
+
+def assert_quota_refusals(refused: list[DomainError]) -> None:
+    for error in refused:
+        assert type(error) is QuotaExceeded, repr(error)
+        assert error.code == "quota_exceeded" and int(status_for(error)) == 429
+        assert error.retry_after_seconds == QUOTA_RETRY_AFTER_SECONDS
+        assert "max_active_sessions" in str(error)
+
+
+def table_of(url: str) -> Any:
+    return boto3.resource("dynamodb", endpoint_url=url).Table(TABLE_NAME)
+
+
+def live_sessions(url: str, tenant: str) -> list[dict[str, Any]]:
+    items = table_of(url).query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":pk": f"TENANT#{tenant}", ":s": "SESSION#"},
+        ConsistentRead=True,
+    )["Items"]
+    return [i for i in items if i["status"] in ("creating", "active")]
+
+
+def counter(url: str, tenant: str) -> int:
+    return DynamoDBTenantStore(table_of(url)).active_sessions(tenant)
+
+
+@pytest.fixture
+def handlers_on(dynamodb_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSandboxProvider]:
+    """The real handlers, wired to the moto server's table and a fake E2B."""
+    monkeypatch.setenv("TABLE_NAME", TABLE_NAME)
+    monkeypatch.setenv("DYNAMODB_ENDPOINT_URL", dynamodb_url)
+    fake = FakeSandboxProvider()
+    wiring.reset()
+    wiring.override(Provider.E2B, fake)
+    yield fake
+    wiring.reset()
+
+
+def http_create(tenant: str) -> dict[str, Any]:
+    return invoke("sessions", with_tenant(load_event("sessions_create"), tenant))
+
+
+def test_twenty_simultaneous_creates_at_a_limit_of_five_start_exactly_five(
+    dynamodb_url: str, handlers_on: FakeSandboxProvider
+) -> None:
+    results = []
+    for attempt in range(ROUNDS):  # the race is narrow: several rounds, each with a fresh tenant
+        tenant = f"tenant-quota-{attempt}-{time.time_ns()}"
+        store = DynamoDBTenantStore(table_of(dynamodb_url))
+        store.set_quota_overrides(tenant, {"max_active_sessions": LIMIT})
+        fake = FakeSandboxProvider()
+
+        created, refused = split(create_at_once(dynamodb_url, tenant, fake, CALLERS))
+
+        assert len(created) == LIMIT, f"round {attempt}: {len(created)} created, {refused}"
+        assert len(refused) == CALLERS - LIMIT
+        assert_quota_refusals(refused)
+        assert len(fake.sandboxes) == LIMIT  # a refused create starts no sandbox
+        assert {s["session_id"] for s in live_sessions(dynamodb_url, tenant)} == {
+            s.session_id for s in created
+        }
+        assert counter(dynamodb_url, tenant) == LIMIT
+        results.append((len(created), len(refused)))
+
+        # Through the handler: the 21st is a 429 with Retry-After, naming the limit.
+        answer = http_create(tenant)
+        assert answer["statusCode"] == 429, answer["body"]
+        assert answer["headers"]["Retry-After"] == str(QUOTA_RETRY_AFTER_SECONDS)
+        error = json.loads(answer["body"])["error"]
+        assert error["code"] == "quota_exceeded" and "max_active_sessions" in error["message"]
+
+        # Close 2: exactly 2 of 3 simultaneous creates pass.
+        for session in created[:2]:
+            closed = invoke(
+                "sessions", with_tenant(load_event("sessions_delete", session.session_id), tenant)
+            )
+            assert closed["statusCode"] == 200
+        assert counter(dynamodb_url, tenant) == LIMIT - 2
+        more, refused_again = split(create_at_once(dynamodb_url, tenant, fake, 3))
+        assert (len(more), len(refused_again)) == (2, 1), refused_again
+        assert_quota_refusals(refused_again)
+        assert counter(dynamodb_url, tenant) == len(live_sessions(dynamodb_url, tenant)) == LIMIT
+
+        # The reaper ending an expired session frees its slot, once.
+        victim = more[0]
+        table_of(dynamodb_url).update_item(
+            Key={"pk": f"TENANT#{tenant}", "sk": f"SESSION#{victim.session_id}"},
+            UpdateExpression="SET expires_at = :past",
+            ExpressionAttributeValues={":past": int(time.time()) - 5},
+        )
+        reaper = ReaperService(DynamoDBSessionRepository(table_of(dynamodb_url)), lambda _, fake=fake: fake)  # type: ignore[misc]
+        assert reaper.sweep().expired == 1
+        reaper.sweep()  # a second sweep must not free it again
+        assert counter(dynamodb_url, tenant) == len(live_sessions(dynamodb_url, tenant)) == LIMIT - 1
+        assert http_create(tenant)["statusCode"] == 201
+        assert http_create(tenant)["statusCode"] == 429
+        assert counter(dynamodb_url, tenant) == len(live_sessions(dynamodb_url, tenant)) == LIMIT
+
+    assert results == [(LIMIT, CALLERS - LIMIT)] * ROUNDS
+    print(f"\nquota race: {ROUNDS} rounds of {CALLERS} creates at a limit of {LIMIT}: {results}")
+
+
+def test_the_race_is_per_tenant(dynamodb_url: str) -> None:
+    """Two tenants racing at once each get their own limit: one tenant's creates never use another's."""
+    store = DynamoDBTenantStore(table_of(dynamodb_url))
+    tenants = [f"tenant-pair-{i}-{time.time_ns()}" for i in range(2)]
+    for tenant in tenants:
+        store.set_quota_overrides(tenant, {"max_active_sessions": 3})
+    fake = FakeSandboxProvider()
+    answers: dict[str, list[Session | DomainError]] = {}
+    threads = [
+        threading.Thread(target=lambda t=t: answers.__setitem__(t, create_at_once(dynamodb_url, t, fake, 10)))
+        for t in tenants
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    for tenant in tenants:
+        created, refused = split(answers[tenant])
+        assert (len(created), len(refused)) == (3, 7)
+        assert_quota_refusals(refused)
+        assert {s.tenant_id for s in created} == {tenant}
+        assert counter(dynamodb_url, tenant) == len(live_sessions(dynamodb_url, tenant)) == 3
