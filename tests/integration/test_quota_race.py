@@ -216,3 +216,53 @@ def test_the_race_is_per_tenant(dynamodb_url: str) -> None:
         assert_quota_refusals(refused)
         assert {s.tenant_id for s in created} == {tenant}
         assert counter(dynamodb_url, tenant) == len(live_sessions(dynamodb_url, tenant)) == 3
+
+
+# --- the other ceilings: a request that names no value gets the tenant's ceiling, not a refusal --
+def tenant_with(url: str, **overrides: int) -> str:
+    tenant = f"tenant-ceiling-{time.time_ns()}"
+    DynamoDBTenantStore(table_of(url)).set_quota_overrides(tenant, overrides)
+    return tenant
+
+
+def test_a_create_without_timeout_gets_the_tenants_lifetime_ceiling(
+    dynamodb_url: str, handlers_on: FakeSandboxProvider
+) -> None:
+    """Found: the deployment's default lifetime (900 s) was checked against the tenant's ceiling,
+    so a tenant with max_session_seconds 600 could not create a session without naming a timeout
+    (429). The default is now clamped to the ceiling; an explicit value over it is still a 429."""
+    tenant = tenant_with(dynamodb_url, max_session_seconds=600)
+
+    created = http_create(tenant)
+    assert created["statusCode"] == 201, created["body"]
+    session = json.loads(created["body"])
+    (sandbox,) = handlers_on.sandboxes.values()
+    assert sandbox.timeout_seconds == 600
+
+    over = invoke("sessions", with_tenant(load_event("sessions_create", timeout_seconds=601), tenant))
+    assert over["statusCode"] == 429 and "max_session_seconds" in json.loads(over["body"])["error"]["message"]
+
+    # Keep-alive without a timeout: extended by the ceiling, not refused.
+    event = with_tenant(load_event("sessions_keepalive", session["session_id"]), tenant)
+    event["body"] = "{}"
+    kept = invoke("sessions", event)
+    assert kept["statusCode"] == 200, kept["body"]
+    assert sandbox.timeout_seconds == 600
+
+
+def test_an_execute_without_timeout_is_held_to_the_tenants_ceiling(
+    dynamodb_url: str, handlers_on: FakeSandboxProvider
+) -> None:
+    """Found: timeout_seconds was checked against max_execution_seconds only when given, so leaving
+    it out ran the code for the deployment's default (20 s) past a tenant ceiling of 5 s."""
+    tenant = tenant_with(dynamodb_url, max_execution_seconds=5)
+    session_id = json.loads(http_create(tenant)["body"])["session_id"]
+
+    ran = invoke("execute", with_tenant(load_event("execute_python", session_id), tenant))
+    assert ran["statusCode"] == 200, ran["body"]
+    (sandbox,) = handlers_on.sandboxes.values()
+    assert sandbox.runs[-1].timeout_seconds == 5
+
+    over = invoke("execute", with_tenant(load_event("execute_python", session_id, timeout_seconds=6), tenant))
+    assert over["statusCode"] == 429
+    assert "max_execution_seconds" in json.loads(over["body"])["error"]["message"]

@@ -56,8 +56,11 @@ class ExecutionService:
         if timeout_seconds is not None and timeout_seconds > longest:
             # The answer must reach the caller before API Gateway cuts the request at 30 s.
             raise InvalidRequest(f"timeout_seconds must be at most {longest}")
+        default_timeout = self._settings.execution_timeout_default_seconds
         if self._ledger is not None:
             quotas = self._ledger.quotas(tenant_id)
+            # A caller naming no timeout gets the default held to its tenant's ceiling.
+            default_timeout = min(default_timeout, quotas.max_execution_seconds)
             within(
                 "max_code_bytes",
                 len(code.encode("utf-8", errors="surrogatepass")),
@@ -70,7 +73,7 @@ class ExecutionService:
         run = CodeRun(
             code=code,
             language=resolve_language(language, usable.environment),
-            timeout_seconds=timeout_seconds or self._settings.execution_timeout_default_seconds,
+            timeout_seconds=timeout_seconds or default_timeout,
             envs=dict(envs),
         )
         lease_id = secrets.token_hex(8)

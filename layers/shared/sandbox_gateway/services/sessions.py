@@ -26,6 +26,7 @@ from sandbox_gateway.models.errors import (
     SessionNotReady,
 )
 from sandbox_gateway.models.session import TERMINAL_STATUSES, Session, SessionStatus, new_session_id
+from sandbox_gateway.models.tenant import Quotas
 from sandbox_gateway.ports import SandboxProvider, SandboxRef, SandboxSpec, SessionPage, SessionRepository
 from sandbox_gateway.services.tenants import TenantLedger, within
 
@@ -78,8 +79,8 @@ class SessionService:
         envs: dict[str, str],
     ) -> Session:
         env = self._catalogue.resolve(environment, provider)
-        lifetime = self._lifetime(timeout_seconds, env)
         quotas = self._ledger.quotas(tenant_id) if self._ledger else None
+        lifetime = self._lifetime(timeout_seconds, env, quotas)
         if quotas is not None:
             within("max_session_seconds", lifetime, quotas.max_session_seconds, " s")
         now = self.now()
@@ -140,9 +141,12 @@ class SessionService:
         self._mark_failed_quietly(session, "create_deadline_passed")
         raise ProviderTimeout("the sandbox took too long to start; retry with the same Idempotency-Key")
 
-    def _lifetime(self, requested: int | None, env: Environment) -> int:
+    def _lifetime(self, requested: int | None, env: Environment, quotas: Quotas | None = None) -> int:
         ceiling = min(self._settings.session_timeout_max_seconds, env.max_session_seconds or 10**9)
         lifetime = requested if requested is not None else self._settings.session_timeout_default_seconds
+        if requested is None and quotas is not None:
+            # A caller naming no lifetime gets the default held to its tenant's ceiling, not a 429.
+            lifetime = min(lifetime, quotas.max_session_seconds)
         if lifetime > ceiling:
             raise InvalidRequest(f"timeout_seconds must be at most {ceiling} for environment {env.name}")
         return lifetime
@@ -182,9 +186,10 @@ class SessionService:
     # --- change ------------------------------------------------------------------------
     def keep_alive(self, tenant_id: str, session_id: str, timeout_seconds: int | None) -> Session:
         usable = self.require_usable(tenant_id, session_id)
-        extension = self._lifetime(timeout_seconds, usable.environment)
-        if self._ledger is not None:
-            within("max_session_seconds", extension, self._ledger.quotas(tenant_id).max_session_seconds, " s")
+        quotas = self._ledger.quotas(tenant_id) if self._ledger else None
+        extension = self._lifetime(timeout_seconds, usable.environment, quotas)
+        if quotas is not None:
+            within("max_session_seconds", extension, quotas.max_session_seconds, " s")
         now = self.now()
         # The sandbox first: if its provider refuses, the stored expiry still tells the truth.
         try:
