@@ -60,14 +60,9 @@ class Captured:
 # ApplicationLogLevel of DEBUG): its event handler logs the validated request models' repr, envs
 # values and file content included (see /tmp/notes/tenant-findings.md, F1). Strict: it must fail
 # until the models hide those fields from repr, and then this mark must go.
-LIBRARY_DEBUG_LEAKS = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Powertools' DEBUG 'Calling API Route Handler' line prints envs and file content",
-)
-
-
-@pytest.fixture(params=["INFO", "DEBUG", pytest.param("library-DEBUG", marks=LIBRARY_DEBUG_LEAKS)])
+# library-DEBUG: Powertools' own "Calling API Route Handler" line prints the request models, so
+# the fields that carry secrets and file contents are repr=False (models/api.py).
+@pytest.fixture(params=["INFO", "DEBUG", "library-DEBUG"])
 def captured(
     request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,

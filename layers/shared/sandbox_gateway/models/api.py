@@ -41,7 +41,10 @@ class CreateSessionRequest(_Request):
     metadata: dict[MetadataKey, Annotated[str, StringConstraints(max_length=256)]] = Field(
         default_factory=dict
     )
-    envs: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict)
+    # repr=False: values are often secrets, and a request model's repr reaches debug logs.
+    envs: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, repr=False
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -63,7 +66,10 @@ class ExecuteRequest(_Request):
     code: str
     language: Annotated[str, StringConstraints(max_length=32)] | None = None
     timeout_seconds: int | None = Field(default=None, ge=1, le=300)
-    envs: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict)
+    # repr=False: values are often secrets, and a request model's repr reaches debug logs.
+    envs: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, repr=False
+    )
 
     @field_validator("envs")
     @classmethod
@@ -76,6 +82,7 @@ class WriteFileRequest(_Request):
     file_path: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     content: str = Field(
         description="file content, standard base64 with padding",
+        repr=False,  # file contents stay out of debug logs
         json_schema_extra={"contentEncoding": "base64"},
     )
 
