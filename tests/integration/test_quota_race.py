@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from sandbox_gateway import wiring
 from sandbox_gateway.adapters.dynamodb import QUOTA_RETRY_AFTER_SECONDS, DynamoDBSessionRepository
 from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
@@ -23,7 +24,7 @@ from sandbox_gateway.api.errors import status_for
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.config import Settings
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
-from sandbox_gateway.models.errors import DomainError, QuotaExceeded
+from sandbox_gateway.models.errors import DomainError, QuotaExceeded, StorageUnavailable
 from sandbox_gateway.models.session import Session
 from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.reaper import ReaperService
@@ -266,3 +267,65 @@ def test_an_execute_without_timeout_is_held_to_the_tenants_ceiling(
     over = invoke("execute", with_tenant(load_event("execute_python", session_id, timeout_seconds=6), tenant))
     assert over["statusCode"] == 429
     assert "max_execution_seconds" in json.loads(over["body"])["error"]["message"]
+
+
+# --- DynamoDB's transaction conflicts ---------------------------------------------------------
+def conflict() -> ClientError:
+    """What DynamoDB answers a transaction that touched an item another transaction was writing
+    (here: the tenant's counter item, which every create and end of that tenant writes)."""
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+            "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}, {"Code": "None"}],
+        },
+        "TransactWriteItems",
+    )
+
+
+def conflicting(service: SessionService, conflicts: int) -> list[int]:
+    """Make the service's next `conflicts` transactions fail as DynamoDB does under a race;
+    the list counts the transactions attempted."""
+    client = service._repository._table.meta.client  # type: ignore[attr-defined]
+    real = client.transact_write_items
+    attempts = [0]
+
+    def transact_write_items(**kwargs: Any) -> Any:
+        attempts[0] += 1
+        if attempts[0] <= conflicts:
+            raise conflict()
+        return real(**kwargs)
+
+    client.transact_write_items = transact_write_items
+    return attempts
+
+
+def test_a_transaction_conflict_is_retried_not_a_503(dynamodb_url: str) -> None:
+    """Moto runs one request at a time, so it never produces what real DynamoDB does when
+    simultaneous creates of one tenant all write its counter item: TransactionCanceledException
+    with reason TransactionConflict. Found: that surfaced as 503 storage busy (fewer sessions than
+    the quota allows under a race, and a close that did not close); now retried with backoff."""
+    tenant = f"tenant-conflict-{time.time_ns()}"
+    DynamoDBTenantStore(table_of(dynamodb_url)).set_quota_overrides(tenant, {"max_active_sessions": 1})
+    fake = FakeSandboxProvider()
+    service = container(dynamodb_url, fake)
+
+    attempts = conflicting(service, 2)
+    session = service.create(tenant, **BODY)
+    assert attempts[0] == 3  # two conflicts, then the create's transaction
+    assert counter(dynamodb_url, tenant) == 1
+
+    attempts = conflicting(service, 2)
+    with pytest.raises(QuotaExceeded):  # a condition failure is an answer, not retried
+        service.create(tenant, **BODY)
+    assert attempts[0] == 3
+
+    attempts = conflicting(service, 2)
+    assert service.close(tenant, session.session_id).status.value == "closed"
+    assert attempts[0] == 3
+    assert counter(dynamodb_url, tenant) == 0
+
+    # Conflicts that do not stop: still a 503 in the end, after a bounded number of tries.
+    attempts = conflicting(service, 1000)
+    with pytest.raises(StorageUnavailable):
+        service.create(tenant, **BODY)
+    assert 2 <= attempts[0] <= 10

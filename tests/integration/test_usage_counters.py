@@ -7,6 +7,7 @@ import base64
 import time
 from typing import Any
 
+from botocore.exceptions import ClientError
 from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
 from sandbox_gateway.config import Settings
 
@@ -140,3 +141,34 @@ def test_a_raw_download_counts_its_bytes(api: Api) -> None:
 
     assert base64.b64decode(raw["body"]) == PAYLOAD
     assert totals(usage_of(A))["bytes_downloaded"] == N
+
+
+def test_a_usage_write_meeting_a_transaction_is_retried_not_lost(api: Api, table: Any) -> None:
+    """Moto never produces it: in DynamoDB a write to an item that a transaction is writing (the
+    day's usage item, which session starts and ends write in theirs) fails with
+    TransactionConflictException, which botocore does not retry. Found: the execution then went
+    uncounted (the ledger logs and drops a failed usage write); now the write is tried again."""
+    store = DynamoDBTenantStore(table)
+    real = table.update_item
+    failures = [0]
+
+    def update_item(**kwargs: Any) -> Any:
+        if str(kwargs["Key"]["sk"]).startswith("USAGE#") and failures[0] < 2:
+            failures[0] += 1
+            raise ClientError(
+                {"Error": {"Code": "TransactionConflictException", "Message": "in a transaction"}},
+                "UpdateItem",
+            )
+        return real(**kwargs)
+
+    table.update_item = update_item  # the store holds this very Table object
+    store.add_usage(A, time.strftime("%Y-%m-%d", time.gmtime()), {"executions": 1, "bytes_uploaded": 7})
+
+    assert failures[0] == 2
+    assert totals(usage_of(A)) | {"sandbox_seconds": 0} == {
+        "sessions_created": 0,
+        "executions": 1,
+        "sandbox_seconds": 0,
+        "bytes_uploaded": 7,
+        "bytes_downloaded": 0,
+    }

@@ -7,6 +7,7 @@ import binascii
 import builtins
 import hashlib
 import json
+import random
 import time
 from typing import Any
 
@@ -29,6 +30,8 @@ _LIVE = (SessionStatus.CREATING.value, SessionStatus.ACTIVE.value)
 LIVE_INDEX = "LiveByExpiry"
 LIVE_SHARD_ATTRIBUTE = "live_shard"
 LIVE_SHARDS = 8
+TRANSACTION_CONFLICT_RETRIES = 5  # at most ~1.5 s of jittered backoff in all
+TRANSACTION_CONFLICT_BACKOFF_SECONDS = 0.05
 QUOTA_RETRY_AFTER_SECONDS = 30  # a tenant at its live-session limit: one may end soon
 
 
@@ -257,19 +260,29 @@ class DynamoDBSessionRepository:
             for action in actions
             for kind, body in action.items()
         ]
-        try:
-            self._table.meta.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
-            reasons = exc.response.get("CancellationReasons") or []
-            failed = [r.get("Code") == "ConditionalCheckFailed" for r in reasons]
-            if not any(failed):  # a conflict with another transaction, throttling: not a condition
+        for attempt in range(TRANSACTION_CONFLICT_RETRIES + 1):
+            try:
+                self._table.meta.client.transact_write_items(TransactItems=items)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+                reasons = exc.response.get("CancellationReasons") or []
+                failed = [r.get("Code") == "ConditionalCheckFailed" for r in reasons]
+                if any(failed):
+                    return failed + [False] * (len(actions) - len(failed))
+                # Simultaneous creates and ends of one tenant all write its counter item: DynamoDB
+                # cancels all but one with TransactionConflict (botocore does not retry it). Nothing
+                # was written, so trying again is safe; the conditions are checked afresh.
+                conflict = any(r.get("Code") == "TransactionConflict" for r in reasons)
+                if conflict and attempt < TRANSACTION_CONFLICT_RETRIES:
+                    ceiling = TRANSACTION_CONFLICT_BACKOFF_SECONDS * 2**attempt
+                    time.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not a secret
+                    continue
                 raise StorageUnavailable("session storage is busy; retry shortly") from exc
-            return failed + [False] * (len(actions) - len(failed))
-        except BotoCoreError as exc:
-            raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
-        return None
+            except BotoCoreError as exc:
+                raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+            return None
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _update(
         self,

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import random
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,6 +29,7 @@ from sandbox_gateway.models.tenant import KEY_PREFIX, USAGE_COUNTERS, ApiKey, Da
 # sgw_<12 hex: key id>_<43 base64url characters: 32 random bytes>
 _KEY = re.compile(rf"^{KEY_PREFIX}([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})$")
 TOUCH_EVERY_SECONDS = 3600  # last_used_at is coarse: one write per key and hour at most
+USAGE_CONFLICT_RETRIES = 4  # a usage write meeting a session's transaction on the same day's item
 
 
 def tenant_pk(tenant_id: str) -> str:
@@ -158,12 +161,25 @@ class DynamoDBTenantStore:
         counted = {name: int(value) for name, value in counters.items() if value and name in USAGE_COUNTERS}
         if not counted:
             return
-        _call(
-            self._table.update_item,
-            Key={"pk": tenant_pk(tenant_id), "sk": f"USAGE#{day}"},
-            UpdateExpression="ADD " + ", ".join(f"{name} :{name}" for name in counted),
-            ExpressionAttributeValues={f":{name}": value for name, value in counted.items()},
-        )
+        request = {
+            "Key": {"pk": tenant_pk(tenant_id), "sk": f"USAGE#{day}"},
+            "UpdateExpression": "ADD " + ", ".join(f"{name} :{name}" for name in counted),
+            "ExpressionAttributeValues": {f":{name}": value for name, value in counted.items()},
+        }
+        # The day's item is also written by the transactions that start and end sessions: a write
+        # meeting one in flight is refused (TransactionConflictException, which botocore does not
+        # retry) and nothing was added, so adding again is safe.
+        for attempt in range(USAGE_CONFLICT_RETRIES + 1):
+            try:
+                self._table.update_item(**request)
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code != "TransactionConflictException" or attempt == USAGE_CONFLICT_RETRIES:
+                    raise StorageUnavailable("tenant storage is unavailable; retry shortly") from exc
+                time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not a secret
+            except BotoCoreError as exc:
+                raise StorageUnavailable("tenant storage is unavailable; retry shortly") from exc
 
     def usage(self, tenant_id: str, first_day: str, last_day: str) -> list[DailyUsage]:
         response = _call(
