@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from sandbox_gateway.api.errors import status_of
 from sandbox_gateway.models import errors
-from sandbox_gateway.models.api import ErrorResponse
+from sandbox_gateway.models.api import ErrorResponse, GatewayRejectionResponse
 
 TITLE = "Sandbox Gateway"
 API_VERSION = "1.0.0"
@@ -50,6 +50,7 @@ EDGE_LIMITS = {
     HTTPStatus.REQUEST_URI_TOO_LONG: "uri_too_long",
     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "headers_too_large",
 }
+AUTHORIZER_REJECTIONS = (int(HTTPStatus.UNAUTHORIZED), int(HTTPStatus.FORBIDDEN))
 # Whatever reaches into a live session's sandbox.
 SANDBOX_CALL = (
     errors.SessionNotFound,
@@ -79,9 +80,13 @@ def responses(
     for error_type in (*raised, *(BODY if body else ()), *ALWAYS):
         codes.setdefault(int(status_of(error_type)), set()).add(error_type.code)
     for status, found in sorted(codes.items()):
+        # 401 and 403 also come from API Gateway itself (the authorizer's rejections), in its shape.
+        model: Any = ErrorResponse
+        if status in AUTHORIZER_REJECTIONS:
+            model = ErrorResponse | GatewayRejectionResponse
         answers[status] = {
             "description": f"{HTTPStatus(status).phrase}: {', '.join(sorted(found))}",
-            "content": {"application/json": {"model": ErrorResponse}},
+            "content": {"application/json": {"model": model}},
         }
     return answers
 

@@ -245,6 +245,13 @@ class ErrorResponse(BaseModel):
     error: ErrorInfoResponse
 
 
+class GatewayRejectionResponse(BaseModel):
+    """API Gateway's own answer when its authorizer rejects a request before any function runs:
+    401 {"message": "Unauthorized"} without a key, 403 {"message": "Forbidden"} for a refused one."""
+
+    message: str
+
+
 class UsageDayResponse(BaseModel):
     day: str = Field(description="YYYY-MM-DD, UTC")
     sessions_created: int
