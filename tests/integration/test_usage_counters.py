@@ -172,3 +172,25 @@ def test_a_usage_write_meeting_a_transaction_is_retried_not_lost(api: Api, table
         "bytes_uploaded": 7,
         "bytes_downloaded": 0,
     }
+
+
+def test_an_expired_session_counts_its_lifetime_not_the_time_until_the_reaper_came(
+    api: Api, table: Any
+) -> None:
+    """Found: a session ended by the reaper counted now - created_at, so every expired session was
+    charged up to a reaper interval (a minute) past its expiry, when its sandbox was already gone
+    (the provider's own timeout is the session's lifetime). It counts until expires_at now."""
+    session_id = create(A)
+    now = int(time.time())
+    table.update_item(
+        Key={"pk": f"TENANT#{A}", "sk": f"SESSION#{session_id}"},
+        UpdateExpression="SET created_at = :created, expires_at = :expired",
+        ExpressionAttributeValues={":created": now - 300, ":expired": now - 100},
+    )
+
+    report = invoke("reaper", load_event("reaper_scheduled"))
+
+    assert report["expired"] == 1
+    usage = usage_of(A)
+    assert usage["active_sessions"] == 0
+    assert totals(usage)["sandbox_seconds"] == 200

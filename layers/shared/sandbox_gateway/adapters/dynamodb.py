@@ -241,9 +241,14 @@ class DynamoDBSessionRepository:
                     "ExpressionAttributeValues": {":minus_one": -1},
                 }
             },
+            # Its lifetime ends at its expiry at the latest: the provider's own timeout has ended
+            # the sandbox by then, however late the reaper comes to record it.
             {
                 "Update": _usage_update(
-                    session.tenant_id, now, "sandbox_seconds", max(0, now - session.created_at)
+                    session.tenant_id,
+                    now,
+                    "sandbox_seconds",
+                    max(0, min(now, session.expires_at) - session.created_at),
                 )
             },
         )
