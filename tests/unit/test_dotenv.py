@@ -19,7 +19,15 @@ EXAMPLE = ROOT / ".env.example"
 # A documented variable is a commented assignment: `# NAME=default`.
 ASSIGNMENT = re.compile(r"^#\s?([A-Z][A-Z0-9_]*)=(.*)$")
 # Read by `make dev` itself or by the sgw CLI, not by Settings.
-NOT_SETTINGS = {"E2B_API_KEY", "POWERTOOLS_LOG_LEVEL", "DOCKER_HOST", "SGW_URL", "SGW_API_KEY"}
+NOT_SETTINGS = {
+    "E2B_API_KEY",
+    "POWERTOOLS_LOG_LEVEL",
+    "DOCKER_HOST",
+    "SGW_URL",
+    "SGW_API_KEY",
+    "SGW_DEV_API_KEY",
+    "LOCAL_AUTHORIZER_CACHE_SECONDS",
+}
 
 
 def documented() -> dict[str, str]:
