@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import cast
+from typing import Any, cast
 
 import boto3
 
@@ -59,13 +59,19 @@ def catalogue() -> EnvironmentCatalogue:
 
 
 @cache
-def session_repository() -> SessionRepository:
-    if "repository" in _overrides:
-        return _overrides["repository"]  # type: ignore[return-value]
+def sessions_table() -> Any:
+    """The one table: sessions, and the tenants' keys, quotas and usage beside them."""
     settings = get_settings()
     resource = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
     time_dynamodb_calls(resource.meta.client)
-    return DynamoDBSessionRepository(resource.Table(settings.table_name))
+    return resource.Table(settings.table_name)
+
+
+@cache
+def session_repository() -> SessionRepository:
+    if "repository" in _overrides:
+        return _overrides["repository"]  # type: ignore[return-value]
+    return DynamoDBSessionRepository(sessions_table())
 
 
 @cache
@@ -96,10 +102,7 @@ def docker_provider() -> DockerSandboxProvider:
 
 @cache
 def tenant_store() -> DynamoDBTenantStore:
-    settings = get_settings()
-    resource = boto3.resource("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
-    time_dynamodb_calls(resource.meta.client)
-    return DynamoDBTenantStore(resource.Table(settings.table_name))
+    return DynamoDBTenantStore(sessions_table())
 
 
 @cache
@@ -151,6 +154,7 @@ def reset(*, keep_overrides: bool = False) -> None:
         _overrides.clear()
     get_settings.cache_clear()
     for factory in (
+        sessions_table,
         tenant_store,
         tenant_ledger,
         providers,
