@@ -57,11 +57,8 @@ class Captured:
 
 # INFO: the template's default LogLevel. DEBUG: LogLevel=DEBUG (POWERTOOLS_LOG_LEVEL), our logger only.
 # library-DEBUG: Powertools' own loggers at DEBUG too (POWERTOOLS_DEBUG=true, or a Lambda
-# ApplicationLogLevel of DEBUG): its event handler logs the validated request models' repr, envs
-# values and file content included (see /tmp/notes/tenant-findings.md, F1). Strict: it must fail
-# until the models hide those fields from repr, and then this mark must go.
-# library-DEBUG: Powertools' own "Calling API Route Handler" line prints the request models, so
-# the fields that carry secrets and file contents are repr=False (models/api.py).
+# ApplicationLogLevel of DEBUG): its "Calling API Route Handler" line prints the request models,
+# so the fields that carry secrets and file contents are repr=False (models/api.py).
 @pytest.fixture(params=["INFO", "DEBUG", "library-DEBUG"])
 def captured(
     request: pytest.FixtureRequest,
