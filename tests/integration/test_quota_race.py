@@ -24,7 +24,7 @@ from sandbox_gateway.api.errors import status_for
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.config import Settings
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
-from sandbox_gateway.models.errors import DomainError, QuotaExceeded, StorageUnavailable
+from sandbox_gateway.models.errors import DomainError, ProviderUnavailable, QuotaExceeded, StorageUnavailable
 from sandbox_gateway.models.session import Session
 from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.reaper import ReaperService
@@ -329,3 +329,32 @@ def test_a_transaction_conflict_is_retried_not_a_503(dynamodb_url: str) -> None:
     with pytest.raises(StorageUnavailable):
         service.create(tenant, **BODY)
     assert 2 <= attempts[0] <= 10
+
+
+# --- every way a session ends gives its slot back once; replays take none ---------------------
+def test_a_failed_create_and_an_idempotent_replay_leave_the_counter_right(
+    dynamodb_url: str, handlers_on: FakeSandboxProvider
+) -> None:
+    tenant = tenant_with(dynamodb_url, max_active_sessions=2)
+
+    handlers_on.fail_create = ProviderUnavailable("E2B could not be reached")
+    assert http_create(tenant)["statusCode"] == 503
+    assert counter(dynamodb_url, tenant) == 0  # the failed session gave its slot back
+
+    event = with_tenant(load_event("sessions_create_idempotent"), tenant)
+    event["headers"]["idempotency-key"] = f"replay-{time.time_ns()}"
+    first = invoke("sessions", event)
+    replay = invoke("sessions", event)
+    assert first["statusCode"] == replay["statusCode"] == 201
+    assert json.loads(first["body"])["session_id"] == json.loads(replay["body"])["session_id"]
+    assert counter(dynamodb_url, tenant) == 1
+
+    second = json.loads(http_create(tenant)["body"])["session_id"]
+    assert http_create(tenant)["statusCode"] == 429
+    # A session lost behind our back fails: its slot comes back.
+    sandbox_id = next(i for i, s in handlers_on.sandboxes.items() if s.spec.session_id == second)
+    handlers_on.lose(sandbox_id)
+    lost = invoke("execute", with_tenant(load_event("execute_python", second), tenant))
+    assert lost["statusCode"] == 410
+    assert counter(dynamodb_url, tenant) == len(live_sessions(dynamodb_url, tenant)) == 1
+    assert http_create(tenant)["statusCode"] == 201
