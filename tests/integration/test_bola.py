@@ -102,6 +102,11 @@ def test_another_tenants_session_answers_like_a_missing_one_on_every_route(
     for tenant, session_id in sessions.items():
         write_file(tenant, session_id, contents[tenant])
     before = {t: snapshot(t, s, provider) for t, s in sessions.items()}
+    # The sandbox carries its tenant (E2B metadata, Docker labels are built from this spec).
+    assert {s.spec.session_id: s.spec.tenant_id for s in provider.sandboxes.values()} == {
+        sessions[A]: A,
+        sessions[B]: B,
+    }
     matrix: dict[str, dict[str, str]] = {}
 
     for route in SESSION_ROUTES:
