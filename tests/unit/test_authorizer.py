@@ -18,6 +18,7 @@ from moto import mock_aws
 from sandbox_gateway import wiring
 from sandbox_gateway.adapters.tenants import TOUCH_EVERY_SECONDS, DynamoDBTenantStore
 from sandbox_gateway.auth import authorize
+from sandbox_gateway.models.errors import StorageUnavailable
 from sandbox_gateway.models.tenant import SCOPES
 from sandbox_gateway.observability import logger
 
@@ -268,3 +269,12 @@ def test_authorizer_function_never_logs_the_key(
     secret = key.split("_", 2)[2]
     assert secret not in output
     assert hashlib.sha256(key.encode()).hexdigest() not in output
+
+
+def test_authorizer_fails_closed_when_the_key_store_is_unreachable(table: Any) -> None:
+    """No table (or DynamoDB down): an error, which API Gateway answers 500, never an allow."""
+    missing = DynamoDBTenantStore(boto3.resource("dynamodb").Table("no-such-table"))
+    key = "sgw_" + "0" * 12 + "_" + "A" * 43
+
+    with pytest.raises(StorageUnavailable):
+        authorize(event_with(f"Bearer {key}"), missing, NOW)
