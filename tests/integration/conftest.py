@@ -15,7 +15,7 @@ from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
 from sandbox_gateway.models.environment import Provider
 
 from tests.support.aws import create_sessions_table
-from tests.support.events import load_event
+from tests.support.events import load_event, with_tenant
 from tests.support.fakes import FakeSandboxProvider
 from tests.support.handlers import invoke
 
@@ -61,3 +61,15 @@ def api(provider: FakeSandboxProvider) -> Api:
 
 def body_of(response: dict) -> Any:
     return json.loads(response["body"])
+
+
+def usage_of(tenant: str) -> dict[str, Any]:
+    """GET /api/usage as `tenant`, through the sessions function (no events/ file has that route)."""
+    event = load_event("sessions_list")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/usage"
+    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/usage"
+    event.pop("queryStringParameters", None)
+    event["rawQueryString"] = ""
+    response = invoke("sessions", with_tenant(event, tenant))
+    assert response["statusCode"] == 200, response["body"]
+    return body_of(response)

@@ -18,7 +18,7 @@ from sandbox_gateway.models.tenant import SCOPES
 
 from local.gateway import RequestData, build_event, find_route
 from local.template import ROOT, http_api_routes
-from tests.integration.conftest import Api, body_of
+from tests.integration.conftest import Api, body_of, usage_of
 from tests.support.events import load_event, with_tenant
 from tests.support.fakes import FakeSandboxProvider
 from tests.support.handlers import invoke
@@ -166,17 +166,6 @@ def test_list_sessions_shows_only_the_callers_own(api: Api) -> None:
         assert {s["session_id"] for s in listed} == mine[tenant]
     other = with_tenant(load_event("sessions_list"), "tenant-c")
     assert body_of(invoke("sessions", other))["sessions"] == []
-
-
-def usage_of(tenant: str) -> dict[str, Any]:
-    event = load_event("sessions_list")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/usage"
-    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/usage"
-    event.pop("queryStringParameters", None)
-    event["rawQueryString"] = ""
-    response = invoke("sessions", with_tenant(event, tenant))
-    assert response["statusCode"] == 200, response["body"]
-    return body_of(response)
 
 
 def test_usage_shows_only_the_callers_own(api: Api) -> None:

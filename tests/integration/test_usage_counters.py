@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
 from sandbox_gateway.config import Settings
 
-from tests.integration.conftest import Api, body_of
+from tests.integration.conftest import Api, body_of, usage_of
 from tests.support.events import load_event, with_tenant
 from tests.support.handlers import invoke
 
@@ -23,17 +23,6 @@ AGED_SECONDS = 100  # the closed session is made this old, so its sandbox second
 
 def call(function: str, event_name: str, tenant: str, session_id: str | None = None, **body: Any) -> dict:
     return invoke(function, with_tenant(load_event(event_name, session_id, **body), tenant))
-
-
-def usage_of(tenant: str) -> dict[str, Any]:
-    event = load_event("sessions_list")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/usage"
-    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/usage"
-    event.pop("queryStringParameters", None)
-    event["rawQueryString"] = ""
-    response = invoke("sessions", with_tenant(event, tenant))
-    assert response["statusCode"] == 200, response["body"]
-    return body_of(response)
 
 
 def totals(usage: dict[str, Any]) -> dict[str, int]:
