@@ -1140,11 +1140,11 @@ def keys_revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metava
 
 
 def _quota_report(admin: AdminOptions, tenant: str) -> dict[str, Any]:
-    store = admin.store()
+    state = admin.store().tenant(tenant)  # one read: overrides and live sessions together
     return {
         "tenant_id": tenant,
-        "active_sessions": max(0, store.active_sessions(tenant)),
-        "overrides": store.quota_overrides(tenant),
+        "active_sessions": max(0, state.active_sessions),
+        "overrides": state.quota_overrides,
     }
 
 

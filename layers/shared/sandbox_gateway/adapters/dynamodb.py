@@ -7,15 +7,15 @@ import binascii
 import builtins
 import hashlib
 import json
-import random
-import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sandbox_gateway.adapters.table_layout import tenant_key, tenant_pk, usage_key, with_conflict_retries
 from sandbox_gateway.models.environment import Provider
 from sandbox_gateway.models.errors import InvalidPageToken, QuotaExceeded, StorageUnavailable
 from sandbox_gateway.models.session import Session, SessionStatus
+from sandbox_gateway.models.tenant import utc_day
 from sandbox_gateway.ports import SessionPage
 
 # Ended sessions stay readable (410 with their final status) this long after they expire;
@@ -31,16 +31,11 @@ LIVE_INDEX = "LiveByExpiry"
 LIVE_SHARD_ATTRIBUTE = "live_shard"
 LIVE_SHARDS = 8
 TRANSACTION_CONFLICT_RETRIES = 5  # at most ~1.5 s of jittered backoff in all
-TRANSACTION_CONFLICT_BACKOFF_SECONDS = 0.05
 QUOTA_RETRY_AFTER_SECONDS = 30  # a tenant at its live-session limit: one may end soon
 
 
 def live_shard(session_id: str) -> str:
     return str(int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big") % LIVE_SHARDS)
-
-
-def _pk(tenant_id: str) -> str:
-    return f"TENANT#{tenant_id}"
 
 
 def _sk(session_id: str) -> str:
@@ -56,7 +51,7 @@ class DynamoDBSessionRepository:
     def get(self, tenant_id: str, session_id: str) -> Session | None:
         response = self._call(
             self._table.get_item,
-            Key={"pk": _pk(tenant_id), "sk": _sk(session_id)},
+            Key={"pk": tenant_pk(tenant_id), "sk": _sk(session_id)},
             ConsistentRead=True,
         )
         item = response.get("Item")
@@ -65,7 +60,7 @@ class DynamoDBSessionRepository:
     def list(self, tenant_id: str, limit: int, page_token: str | None) -> SessionPage:
         query: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": _pk(tenant_id), ":prefix": "SESSION#"},
+            "ExpressionAttributeValues": {":pk": tenant_pk(tenant_id), ":prefix": "SESSION#"},
             # Session ids start with their creation time, so descending sort keys are newest first.
             "ScanIndexForward": False,
             "Limit": limit,
@@ -84,7 +79,7 @@ class DynamoDBSessionRepository:
         """Write a new session and count it against its tenant's live sessions, in one transaction:
         two creates at the limit cannot both pass. The day's `sessions_created` counts it too."""
         counter: dict[str, Any] = {
-            "Key": _tenant_key(session.tenant_id),
+            "Key": tenant_key(session.tenant_id),
             "UpdateExpression": "ADD active_sessions :one",
             "ExpressionAttributeValues": {":one": 1},
         }
@@ -227,7 +222,7 @@ class DynamoDBSessionRepository:
         cancelled = self._transact(
             {
                 "Update": {
-                    "Key": {"pk": _pk(session.tenant_id), "sk": _sk(session.session_id)},
+                    "Key": {"pk": tenant_pk(session.tenant_id), "sk": _sk(session.session_id)},
                     "UpdateExpression": update,
                     "ConditionExpression": f"attribute_exists(pk) AND ({condition})",
                     "ExpressionAttributeNames": {"#status": "status"},
@@ -236,7 +231,7 @@ class DynamoDBSessionRepository:
             },
             {
                 "Update": {
-                    "Key": _tenant_key(session.tenant_id),
+                    "Key": tenant_key(session.tenant_id),
                     "UpdateExpression": "ADD active_sessions :minus_one",
                     "ExpressionAttributeValues": {":minus_one": -1},
                 }
@@ -265,29 +260,23 @@ class DynamoDBSessionRepository:
             for action in actions
             for kind, body in action.items()
         ]
-        for attempt in range(TRANSACTION_CONFLICT_RETRIES + 1):
-            try:
-                self._table.meta.client.transact_write_items(TransactItems=items)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
-                reasons = exc.response.get("CancellationReasons") or []
-                failed = [r.get("Code") == "ConditionalCheckFailed" for r in reasons]
-                if any(failed):
-                    return failed + [False] * (len(actions) - len(failed))
-                # Simultaneous creates and ends of one tenant all write its counter item: DynamoDB
-                # cancels all but one with TransactionConflict (botocore does not retry it). Nothing
-                # was written, so trying again is safe; the conditions are checked afresh.
-                conflict = any(r.get("Code") == "TransactionConflict" for r in reasons)
-                if conflict and attempt < TRANSACTION_CONFLICT_RETRIES:
-                    ceiling = TRANSACTION_CONFLICT_BACKOFF_SECONDS * 2**attempt
-                    time.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not a secret
-                    continue
-                raise StorageUnavailable("session storage is busy; retry shortly") from exc
-            except BotoCoreError as exc:
-                raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
-            return None
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        try:
+            # Simultaneous creates and ends of one tenant all write its counter item: DynamoDB
+            # cancels all but one with TransactionConflict. The conditions are checked afresh.
+            with_conflict_retries(
+                lambda: self._table.meta.client.transact_write_items(TransactItems=items),
+                _only_conflicts,
+                TRANSACTION_CONFLICT_RETRIES,
+            )
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            failed = [r.get("Code") == "ConditionalCheckFailed" for r in reasons]
+            if any(failed):
+                return failed + [False] * (len(actions) - len(failed))
+            raise StorageUnavailable("session storage is unavailable or busy; retry shortly") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
+        return None
 
     def _update(
         self,
@@ -300,7 +289,7 @@ class DynamoDBSessionRepository:
     ) -> Session | None:
         """Run a conditional update; None when the condition failed (the item moved on)."""
         request: dict[str, Any] = {
-            "Key": {"pk": _pk(session.tenant_id), "sk": _sk(session.session_id)},
+            "Key": {"pk": tenant_pk(session.tenant_id), "sk": _sk(session.session_id)},
             "UpdateExpression": update,
             # attribute_exists(pk): an update must never create an item.
             "ConditionExpression": f"attribute_exists(pk) AND ({condition})",
@@ -327,14 +316,16 @@ class DynamoDBSessionRepository:
             raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
 
 
-def _tenant_key(tenant_id: str) -> dict[str, str]:
-    return {"pk": _pk(tenant_id), "sk": "TENANT"}  # quota overrides and the live-session counter
+def _only_conflicts(error: ClientError) -> bool:
+    """A transaction cancelled for meeting another one, with no condition failing."""
+    reasons = error.response.get("CancellationReasons") or []
+    codes = {reason.get("Code") for reason in reasons}
+    return "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
 
 
 def _usage_update(tenant_id: str, epoch_seconds: int, counter: str, amount: int) -> dict[str, Any]:
-    day = time.strftime("%Y-%m-%d", time.gmtime(epoch_seconds))
     return {
-        "Key": {"pk": _pk(tenant_id), "sk": f"USAGE#{day}"},
+        "Key": usage_key(tenant_id, utc_day(epoch_seconds)),
         "UpdateExpression": f"ADD {counter} :amount",
         "ExpressionAttributeValues": {":amount": amount},
     }
@@ -342,7 +333,7 @@ def _usage_update(tenant_id: str, epoch_seconds: int, counter: str, amount: int)
 
 def _to_item(session: Session) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "pk": _pk(session.tenant_id),
+        "pk": tenant_pk(session.tenant_id),
         "sk": _sk(session.session_id),
         "session_id": session.session_id,
         "tenant_id": session.tenant_id,
@@ -396,7 +387,7 @@ def _decode_token(token: str, tenant_id: str) -> dict[str, str]:
         raise InvalidPageToken("next_token is not a token this API issued") from exc
     if (
         not isinstance(key, dict)
-        or key.get("pk") != _pk(tenant_id)  # a token never pages through another tenant
+        or key.get("pk") != tenant_pk(tenant_id)  # a token never pages through another tenant
         or not isinstance(key.get("sk"), str)
         or not key["sk"].startswith("SESSION#")
     ):

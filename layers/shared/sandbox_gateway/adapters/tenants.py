@@ -13,30 +13,35 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import random
 import re
 import secrets
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sandbox_gateway.adapters.table_layout import (
+    USAGE_SK_PREFIX,
+    tenant_key,
+    tenant_pk,
+    usage_key,
+    with_conflict_retries,
+)
 from sandbox_gateway.models.errors import StorageUnavailable
-from sandbox_gateway.models.tenant import KEY_PREFIX, USAGE_COUNTERS, ApiKey, DailyUsage, KeyStatus
+from sandbox_gateway.models.tenant import (
+    KEY_PREFIX,
+    USAGE_COUNTERS,
+    ApiKey,
+    DailyUsage,
+    KeyStatus,
+    TenantState,
+)
 
 # sgw_<12 hex: key id>_<43 base64url characters: 32 random bytes>
 _KEY = re.compile(rf"^{KEY_PREFIX}([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})$")
 TOUCH_EVERY_SECONDS = 3600  # last_used_at is coarse: one write per key and hour at most
 USAGE_CONFLICT_RETRIES = 4  # a usage write meeting a session's transaction on the same day's item
-
-
-def tenant_pk(tenant_id: str) -> str:
-    return f"TENANT#{tenant_id}"
-
-
-TENANT_SK = "TENANT"
 
 
 def _key_pk(key_id: str) -> str:
@@ -136,25 +141,25 @@ class DynamoDBTenantStore:
         return _to_key(response["Attributes"])
 
     # --- quotas ----------------------------------------------------------------------------
+    def tenant(self, tenant_id: str) -> TenantState:
+        """The tenant item: its quota overrides and live sessions, in one consistent read."""
+        item = _call(self._table.get_item, Key=tenant_key(tenant_id), ConsistentRead=True).get("Item") or {}
+        overrides = {k: int(v) for k, v in (item.get("quotas") or {}).items()}
+        return TenantState(overrides, int(item.get("active_sessions", 0)))
+
     def quota_overrides(self, tenant_id: str) -> dict[str, int]:
-        item = _call(
-            self._table.get_item, Key={"pk": tenant_pk(tenant_id), "sk": TENANT_SK}, ConsistentRead=True
-        ).get("Item")
-        return {k: int(v) for k, v in ((item or {}).get("quotas") or {}).items()}
+        return self.tenant(tenant_id).quota_overrides
 
     def set_quota_overrides(self, tenant_id: str, overrides: dict[str, int]) -> None:
         _call(
             self._table.update_item,
-            Key={"pk": tenant_pk(tenant_id), "sk": TENANT_SK},
+            Key=tenant_key(tenant_id),
             UpdateExpression="SET quotas = :quotas",
             ExpressionAttributeValues={":quotas": {k: int(v) for k, v in overrides.items()}},
         )
 
     def active_sessions(self, tenant_id: str) -> int:
-        item = _call(
-            self._table.get_item, Key={"pk": tenant_pk(tenant_id), "sk": TENANT_SK}, ConsistentRead=True
-        ).get("Item")
-        return int((item or {}).get("active_sessions", 0))
+        return self.tenant(tenant_id).active_sessions
 
     # --- usage -----------------------------------------------------------------------------
     def add_usage(self, tenant_id: str, day: str, counters: dict[str, int]) -> None:
@@ -162,24 +167,17 @@ class DynamoDBTenantStore:
         if not counted:
             return
         request = {
-            "Key": {"pk": tenant_pk(tenant_id), "sk": f"USAGE#{day}"},
+            "Key": usage_key(tenant_id, day),
             "UpdateExpression": "ADD " + ", ".join(f"{name} :{name}" for name in counted),
             "ExpressionAttributeValues": {f":{name}": value for name, value in counted.items()},
         }
-        # The day's item is also written by the transactions that start and end sessions: a write
-        # meeting one in flight is refused (TransactionConflictException, which botocore does not
-        # retry) and nothing was added, so adding again is safe.
-        for attempt in range(USAGE_CONFLICT_RETRIES + 1):
-            try:
-                self._table.update_item(**request)
-                return
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code != "TransactionConflictException" or attempt == USAGE_CONFLICT_RETRIES:
-                    raise StorageUnavailable("tenant storage is unavailable; retry shortly") from exc
-                time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not a secret
-            except BotoCoreError as exc:
-                raise StorageUnavailable("tenant storage is unavailable; retry shortly") from exc
+        # The day's item is also written by the transactions that start and end sessions.
+        _call(
+            with_conflict_retries,
+            call=lambda: self._table.update_item(**request),
+            is_conflict=_is_conflict,
+            retries=USAGE_CONFLICT_RETRIES,
+        )
 
     def usage(self, tenant_id: str, first_day: str, last_day: str) -> list[DailyUsage]:
         response = _call(
@@ -187,15 +185,21 @@ class DynamoDBTenantStore:
             KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
             ExpressionAttributeValues={
                 ":pk": tenant_pk(tenant_id),
-                ":first": f"USAGE#{first_day}",
-                ":last": f"USAGE#{last_day}",
+                ":first": f"{USAGE_SK_PREFIX}{first_day}",
+                ":last": f"{USAGE_SK_PREFIX}{last_day}",
             },
         )
         return [_to_usage(item) for item in response.get("Items", [])]
 
     def usage_of_every_tenant(self, day: str) -> list[DailyUsage]:
         """An admin report: a scan of one day's usage items."""
-        return sorted((_to_usage(i) for i in _scan(self._table, Attr("sk").eq(f"USAGE#{day}"))), key=str)
+        return sorted(
+            (_to_usage(i) for i in _scan(self._table, Attr("sk").eq(f"{USAGE_SK_PREFIX}{day}"))), key=str
+        )
+
+
+def _is_conflict(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "TransactionConflictException"
 
 
 def _to_key(item: dict[str, Any]) -> ApiKey:
@@ -213,7 +217,7 @@ def _to_key(item: dict[str, Any]) -> ApiKey:
 def _to_usage(item: dict[str, Any]) -> DailyUsage:
     return DailyUsage(
         tenant_id=str(item["pk"]).removeprefix("TENANT#"),
-        day=str(item["sk"]).removeprefix("USAGE#"),
+        day=str(item["sk"]).removeprefix(USAGE_SK_PREFIX),
         counters={name: int(item.get(name, 0)) for name in USAGE_COUNTERS},
     )
 

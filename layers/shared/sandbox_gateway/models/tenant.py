@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
@@ -43,7 +44,18 @@ class Quotas:
         return Quotas(**{**vars(self), **{k: int(v) for k, v in overrides.items() if k in known}})
 
 
+@dataclass(frozen=True)
+class TenantState:
+    quota_overrides: dict[str, int]
+    active_sessions: int
+
+
 USAGE_COUNTERS = ("sessions_created", "executions", "sandbox_seconds", "bytes_uploaded", "bytes_downloaded")
+
+
+def utc_day(epoch_seconds: float) -> str:
+    """The day usage is counted on: YYYY-MM-DD, UTC."""
+    return time.strftime("%Y-%m-%d", time.gmtime(epoch_seconds))
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,6 @@ class SessionService:
         env = self._catalogue.resolve(environment, provider)
         quotas = self._ledger.quotas(tenant_id) if self._ledger else None
         lifetime = self._lifetime(timeout_seconds, env, quotas)
-        if quotas is not None:
-            within("max_session_seconds", lifetime, quotas.max_session_seconds, " s")
         now = self.now()
         session = Session(
             session_id=new_session_id(self._clock()),
@@ -142,13 +140,16 @@ class SessionService:
         raise ProviderTimeout("the sandbox took too long to start; retry with the same Idempotency-Key")
 
     def _lifetime(self, requested: int | None, env: Environment, quotas: Quotas | None = None) -> int:
+        """The lifetime to give: the deployment's and environment's ceiling is a 400, the tenant's
+        quota a 429; a caller naming none gets the default held to the tenant's ceiling."""
         ceiling = min(self._settings.session_timeout_max_seconds, env.max_session_seconds or 10**9)
         lifetime = requested if requested is not None else self._settings.session_timeout_default_seconds
         if requested is None and quotas is not None:
-            # A caller naming no lifetime gets the default held to its tenant's ceiling, not a 429.
             lifetime = min(lifetime, quotas.max_session_seconds)
         if lifetime > ceiling:
             raise InvalidRequest(f"timeout_seconds must be at most {ceiling} for environment {env.name}")
+        if quotas is not None:
+            within("max_session_seconds", lifetime, quotas.max_session_seconds, " s")
         return lifetime
 
     # --- read --------------------------------------------------------------------------
@@ -188,8 +189,6 @@ class SessionService:
         usable = self.require_usable(tenant_id, session_id)
         quotas = self._ledger.quotas(tenant_id) if self._ledger else None
         extension = self._lifetime(timeout_seconds, usable.environment, quotas)
-        if quotas is not None:
-            within("max_session_seconds", extension, quotas.max_session_seconds, " s")
         now = self.now()
         # The sandbox first: if its provider refuses, the stored expiry still tells the truth.
         try:

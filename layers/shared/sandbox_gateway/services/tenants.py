@@ -8,12 +8,12 @@ from typing import Protocol
 
 from sandbox_gateway.config import Settings
 from sandbox_gateway.models.errors import DomainError, QuotaExceeded
-from sandbox_gateway.models.tenant import Quotas
+from sandbox_gateway.models.tenant import Quotas, TenantState, utc_day
 from sandbox_gateway.observability import logger
 
 
 class TenantRecords(Protocol):
-    def quota_overrides(self, tenant_id: str) -> dict[str, int]: ...
+    def tenant(self, tenant_id: str) -> TenantState: ...
 
     def add_usage(self, tenant_id: str, day: str, counters: dict[str, int]) -> None: ...
 
@@ -38,13 +38,17 @@ class TenantLedger:
         self._clock = clock
 
     def quotas(self, tenant_id: str) -> Quotas:
-        return self._defaults.with_overrides(self._records.quota_overrides(tenant_id))
+        return self.standing(tenant_id)[0]
+
+    def standing(self, tenant_id: str) -> tuple[Quotas, int]:
+        """The tenant's quotas in force and its live sessions now (one read of the tenant item)."""
+        state = self._records.tenant(tenant_id)
+        return self._defaults.with_overrides(state.quota_overrides), max(0, state.active_sessions)
 
     def record(self, tenant_id: str, **counters: int) -> None:
         """Add to today's usage. Never fails the request it counts: the work is already done."""
-        day = time.strftime("%Y-%m-%d", time.gmtime(self._clock()))
         try:
-            self._records.add_usage(tenant_id, day, counters)
+            self._records.add_usage(tenant_id, utc_day(self._clock()), counters)
         except DomainError:
             logger.warning("usage not recorded", extra={"counters": sorted(counters)})
 

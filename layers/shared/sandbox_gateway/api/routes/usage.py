@@ -35,12 +35,11 @@ def get_usage(since: Day = None, until: Day = None) -> UsageResponse:
     first = _day(since) if since else last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last or (last - first).days >= MAX_DAYS:
         raise errors.InvalidRequest(f"since must not be after until, and at most {MAX_DAYS} days before it")
-    store = wiring.tenant_store()
-    days = store.usage(tenant, first.isoformat(), last.isoformat())
-    quotas = wiring.tenant_ledger().quotas(tenant)
+    days = wiring.tenant_store().usage(tenant, first.isoformat(), last.isoformat())
+    quotas, active_sessions = wiring.tenant_ledger().standing(tenant)
     return UsageResponse(
         tenant_id=tenant,
-        active_sessions=max(0, store.active_sessions(tenant)),
+        active_sessions=active_sessions,
         quotas=QuotasResponse(**vars(quotas)),
         days=[UsageDayResponse(day=d.day, **d.counters) for d in days],
     )
