@@ -213,6 +213,10 @@ def build_authorizer_event(route_event: dict[str, Any], identity: list[str]) -> 
     return event
 
 
+# Answers kept per identity value; past this, expired ones are dropped before another is added.
+MAX_CACHED_IDENTITIES = 1024
+
+
 @dataclass(frozen=True)
 class AuthDecision:
     """What the authorizer step decided: `status` is API Gateway's own answer (401, 403, 500) when
@@ -261,6 +265,8 @@ class Authorization:
         ttl = authorizer.cache_seconds if self._cache_seconds is None else self._cache_seconds
         if decision.status != HTTPStatus.INTERNAL_SERVER_ERROR and ttl > 0:
             with self._lock:
+                if len(self._cache) >= MAX_CACHED_IDENTITIES:  # every new header value adds one
+                    self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
                 self._cache[key] = (now + ttl, decision)
         return decision
 

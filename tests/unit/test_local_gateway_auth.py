@@ -304,3 +304,17 @@ def test_over_http_cors_preflights_and_the_document_need_no_key(gateway: tuple[G
     assert status == 200
     assert json.loads(body) is None  # the function ran, with no authorizer context at all
     assert [function for function, _ in pools.calls] == ["MetaFunction"]
+
+
+def test_the_cache_drops_expired_answers_instead_of_growing_with_every_key_tried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("local.gateway.MAX_CACHED_IDENTITIES", 3)
+    pools, clock = FakePools({"isAuthorized": False}), Clock()
+    authorizer = authorization(pools, clock)
+    for n in range(3):
+        authorizer.check(*route_event("GET", "/api/sessions", {"Authorization": f"Bearer k{n}"}))
+    clock.now += 301  # all three expired
+    authorizer.check(*route_event("GET", "/api/sessions", {"Authorization": "Bearer fresh"}))
+
+    assert len(authorizer._cache) == 1
