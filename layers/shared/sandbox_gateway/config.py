@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from sandbox_gateway.models.environment import Environment
 
+WORKER_MARGIN_SECONDS = 60
+
 
 class Settings(BaseModel):
     """Everything the service can be configured with (see README, "Configuration")."""
@@ -56,6 +58,29 @@ class Settings(BaseModel):
     # The reaper (scheduled function; a thread in the local stack): sessions per run.
     reaper_batch_size: int = Field(default=200, ge=1, le=1000)
     custom_environments: tuple[Environment, ...] = ()
+
+    # Async and event-triggered executions (docs/decisions/0007-async-executions.md). Unset
+    # queue, bus or bucket: that part is off (mode "async" answers 503 async_unavailable).
+    aws_endpoint_url: str | None = None  # SQS, EventBridge and S3 (the local stack's moto)
+    execution_queue_url: str | None = None
+    event_bus_name: str | None = None
+    results_bucket: str | None = None
+    # The worker's own timeout bounds an async execution (template.yaml: WorkerTimeoutSeconds),
+    # less WORKER_MARGIN_SECONDS for the sandbox's start, the result's upload and callbacks.
+    worker_timeout_seconds: int = Field(default=720, ge=120, le=900)
+    # An async result may be this large (JSON bytes); above INLINE_RESULT_MAX_BYTES it lives in S3.
+    async_result_max_bytes: int = Field(default=32 * 1024 * 1024, ge=10_000, le=256 * 1024 * 1024)
+    inline_result_max_bytes: int = Field(default=256 * 1024, ge=1024, le=350 * 1024)
+    result_url_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)  # presigned URLs
+    execution_retention_seconds: int = Field(default=7 * 24 * 3600, ge=3600)
+    # Callbacks: loopback targets are allowed only in the local stack (never private ranges).
+    callback_allow_loopback: bool = False
+    callback_attempts: int = Field(default=3, ge=1, le=10)
+    callback_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+
+    @property
+    def async_execution_timeout_max_seconds(self) -> int:
+        return self.worker_timeout_seconds - WORKER_MARGIN_SECONDS
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from sandbox_gateway.models.environment import Environment
 from sandbox_gateway.models.execution import CodeRun, ExecutionOutcome
+from sandbox_gateway.models.execution_record import ExecutionRecord
 from sandbox_gateway.models.files import FileEntry
 from sandbox_gateway.models.session import Session
 
@@ -101,3 +102,82 @@ class SessionRepository(Protocol):
     def acquire_lease(self, session: Session, lease_id: str, until: int, now: int) -> bool: ...
 
     def release_lease(self, session: Session, lease_id: str) -> None: ...
+
+
+# --- executions (docs/decisions/0007-async-executions.md) -------------------------------------
+@dataclass(frozen=True)
+class ExecutionPage:
+    executions: list[ExecutionRecord]
+    next_token: str | None
+
+
+class ExecutionStore(Protocol):
+    """Execution records. Every state change is conditional; a failed condition returns None."""
+
+    def put_new(self, record: ExecutionRecord) -> bool:
+        """Write a new record; False when one with its id exists already (a redelivered message)."""
+        ...
+
+    def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None: ...
+
+    def list_for_session(
+        self, tenant_id: str, session_id: str, limit: int, page_token: str | None
+    ) -> ExecutionPage:
+        """Newest first."""
+        ...
+
+    def start(
+        self, record: ExecutionRecord, now: float, session_id: str | None = None
+    ) -> ExecutionRecord | None:
+        """queued → running (and the one-off session's id, once it exists)."""
+        ...
+
+    def finish(self, record: ExecutionRecord, finished: ExecutionRecord) -> ExecutionRecord | None:
+        """queued|running → a terminal state with its result or failure; drops the pending run."""
+        ...
+
+    def record_callback(self, record: ExecutionRecord, report: dict[str, object]) -> None: ...
+
+
+class ResultStore(Protocol):
+    """Bodies too large for a table item (results, and the code of large async requests)."""
+
+    def put(self, key: str, body: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def url(self, key: str) -> tuple[str, int]:
+        """A presigned GET URL for `key` and when it expires (epoch seconds)."""
+        ...
+
+
+class ExecutionQueue(Protocol):
+    def enqueue(self, execution_id: str) -> None:
+        """Ask the worker to run a queued execution (its record holds everything else)."""
+        ...
+
+
+class ExecutionEvents(Protocol):
+    def finished(self, record: ExecutionRecord) -> None:
+        """Publish ExecutionCompleted or ExecutionFailed for a finished execution."""
+        ...
+
+
+@dataclass(frozen=True)
+class CallbackReport:
+    status: str  # "delivered" | "failed" | "refused" (the URL's address is not allowed)
+    attempts: int
+    last_status_code: int | None = None
+    detail: str | None = None
+
+
+class CallbackSender(Protocol):
+    def deliver(self, url: str, body: bytes, secret: str, execution_id: str) -> CallbackReport: ...
+
+
+class CallbackSecrets(Protocol):
+    def secret(self, tenant_id: str) -> str:
+        """The tenant's signing secret, created on first use."""
+        ...
+
+    def rotate(self, tenant_id: str) -> str: ...
