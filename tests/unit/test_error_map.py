@@ -42,6 +42,10 @@ EXPECTED_STATUS: dict[type[errors.DomainError], int] = {
     errors.StorageUnavailable: 503,
     errors.ProviderTimeout: 504,
     errors.SandboxDiskFull: 507,
+    errors.InvalidCallbackUrl: 400,
+    errors.InvalidMessage: 400,
+    errors.ExecutionNotFound: 404,
+    errors.AsyncUnavailable: 503,
 }
 
 

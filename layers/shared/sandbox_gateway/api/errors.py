@@ -31,6 +31,10 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], HTTPStatus] = {
     errors.ProviderTimeout: HTTPStatus.GATEWAY_TIMEOUT,
     errors.SandboxDiskFull: HTTPStatus.INSUFFICIENT_STORAGE,
     errors.StorageUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+    errors.ExecutionNotFound: HTTPStatus.NOT_FOUND,
+    errors.AsyncUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+    # Never answered over HTTP (the worker fails the message); mapped so every error has a status.
+    errors.InvalidMessage: HTTPStatus.BAD_REQUEST,
 }
 
 

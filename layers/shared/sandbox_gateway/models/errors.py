@@ -160,3 +160,27 @@ class UnsupportedMediaType(DomainError):
     """A body sent as anything but application/json."""
 
     code = "unsupported_media_type"
+
+
+class InvalidCallbackUrl(InvalidRequest):
+    """A callback_url that is not https, or whose host is (or resolves to) a private, loopback,
+    link-local, shared or metadata address."""
+
+    code = "invalid_callback_url"
+
+
+class ExecutionNotFound(DomainError):
+    code = "execution_not_found"
+
+
+class AsyncUnavailable(DomainError):
+    """This deployment has no queue, bus or results bucket configured."""
+
+    code = "async_unavailable"
+
+
+class InvalidMessage(DomainError):
+    """A queue message or event that does not match schemas/execution-requested.schema.json, or
+    names a tenant that does not exist. Never an HTTP answer: the worker fails the message."""
+
+    code = "invalid_message"
