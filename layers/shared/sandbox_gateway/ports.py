@@ -152,8 +152,9 @@ class ResultStore(Protocol):
 
 
 class ExecutionQueue(Protocol):
-    def enqueue(self, execution_id: str) -> None:
-        """Ask the worker to run a queued execution (its record holds everything else)."""
+    def enqueue(self, execution_id: str, tenant_id: str) -> None:
+        """Ask the worker to run a queued execution (its record holds everything else; the tenant
+        only finds the record, written by the API, so a forged one finds nothing)."""
         ...
 
 

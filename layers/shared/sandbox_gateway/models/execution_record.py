@@ -39,16 +39,15 @@ def new_execution_id(now: float | None = None) -> str:
     return f"exe_{millis:012x}{secrets.token_hex(8)}"
 
 
-def execution_id_for_message(tenant_id: str, dedupe_key: str, now: float) -> str:
-    """The id of a queued message's execution, the same for every delivery of that message.
+def execution_id_for_message(tenant_id: str, dedupe_key: str) -> str:
+    """The id of a queued message's execution: the same for every delivery of that message.
 
     Keyed by tenant and dedupe key (the message's idempotency_key, else the event or message id),
-    so a redelivery finds the execution the first delivery created instead of running again. The
-    time prefix keeps listings ordered; it comes from the first delivery's record, not this one.
+    so a redelivery finds the execution the first delivery created instead of running it again.
+    Not time-ordered like API ids: listings order by the record's `created_at` instead.
     """
-    digest = hashlib.sha256(f"{tenant_id}\n{dedupe_key}".encode()).hexdigest()[:16]
-    millis = int(now * 1000)
-    return f"exe_{millis:012x}{digest}"
+    digest = hashlib.sha256(f"{tenant_id}\n{dedupe_key}".encode()).hexdigest()[:28]
+    return f"exe_{digest}"
 
 
 @dataclass(frozen=True)

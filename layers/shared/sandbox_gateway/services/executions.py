@@ -19,6 +19,16 @@ from sandbox_gateway.services.tenants import TenantLedger, within
 
 
 @dataclass(frozen=True)
+class ExecutionBudget:
+    """How long an execution may run and how much output it may return: a synchronous one must
+    answer inside API Gateway's 30 s and Lambda's 6 MB; the async worker has minutes and S3."""
+
+    max_timeout_seconds: int
+    max_output_bytes: int
+    mode: str = "sync"
+
+
+@dataclass(frozen=True)
 class ExecutionReport:
     session: Session
     language: Language
@@ -48,27 +58,11 @@ class ExecutionService:
         language: str | None,
         timeout_seconds: int | None,
         envs: dict[str, str],
+        budget: ExecutionBudget | None = None,
     ) -> ExecutionReport:
         started = time.perf_counter()
-        if len(code.encode("utf-8", errors="surrogatepass")) > self._settings.max_code_bytes:
-            raise PayloadTooLarge(f"code is larger than {self._settings.max_code_bytes} bytes")
-        longest = self._settings.execution_timeout_max_seconds
-        if timeout_seconds is not None and timeout_seconds > longest:
-            # The answer must reach the caller before API Gateway cuts the request at 30 s.
-            raise InvalidRequest(f"timeout_seconds must be at most {longest}")
-        default_timeout = self._settings.execution_timeout_default_seconds
-        if self._ledger is not None:
-            quotas = self._ledger.quotas(tenant_id)
-            # A caller naming no timeout gets the default held to its tenant's ceiling.
-            default_timeout = min(default_timeout, quotas.max_execution_seconds)
-            within(
-                "max_code_bytes",
-                len(code.encode("utf-8", errors="surrogatepass")),
-                quotas.max_code_bytes,
-                " B",
-            )
-            if timeout_seconds is not None:
-                within("max_execution_seconds", timeout_seconds, quotas.max_execution_seconds, " s")
+        budget = budget or self.sync_budget()
+        default_timeout = self.check_request(tenant_id, code, timeout_seconds, budget)
         usable = self._sessions.require_usable(tenant_id, session_id)
         run = CodeRun(
             code=code,
@@ -93,8 +87,53 @@ class ExecutionService:
             self._sessions.provider_failed(usable, failure)
         finally:
             self._leases.release_lease(usable.session, lease_id)
-        outcome = fit_outcome(outcome, self._settings.max_response_bytes)
+        outcome = fit_outcome(outcome, budget.max_output_bytes)
         if self._ledger is not None:
             self._ledger.record(tenant_id, executions=1)
         duration_ms = (time.perf_counter() - started) * 1000
         return ExecutionReport(usable.session, run.language, outcome, duration_ms)
+
+    def sync_budget(self) -> ExecutionBudget:
+        return ExecutionBudget(
+            self._settings.execution_timeout_max_seconds, self._settings.max_response_bytes, "sync"
+        )
+
+    def async_budget(self) -> ExecutionBudget:
+        return ExecutionBudget(
+            self._settings.async_execution_timeout_max_seconds, self._settings.async_result_max_bytes, "async"
+        )
+
+    def check_timeout(self, timeout_seconds: int | None, budget: ExecutionBudget) -> None:
+        longest = budget.max_timeout_seconds
+        if timeout_seconds is None or timeout_seconds <= longest:
+            return
+        if budget.mode == "sync":
+            # The answer must reach the caller before API Gateway cuts the request at 30 s.
+            raise InvalidRequest(
+                f"timeout_seconds must be at most {longest} for a synchronous execute; "
+                f'send "mode": "async" to run for up to '
+                f"{self._settings.async_execution_timeout_max_seconds} s"
+            )
+        raise InvalidRequest(f"timeout_seconds must be at most {longest} for an async execute")
+
+    def check_request(
+        self, tenant_id: str, code: str, timeout_seconds: int | None, budget: ExecutionBudget
+    ) -> int:
+        """Refuse code or a timeout over the deployment's or the tenant's limits (before anything
+        runs or is queued); returns the timeout a caller naming none gets."""
+        size = len(code.encode("utf-8", errors="surrogatepass"))
+        if size > self._settings.max_code_bytes:
+            raise PayloadTooLarge(f"code is larger than {self._settings.max_code_bytes} bytes")
+        self.check_timeout(timeout_seconds, budget)
+        default_timeout = self._settings.execution_timeout_default_seconds
+        if self._ledger is None:
+            return default_timeout
+        quotas = self._ledger.quotas(tenant_id)
+        within("max_code_bytes", size, quotas.max_code_bytes, " B")
+        if budget.mode == "sync":
+            # The tenant's execution-time quota bounds synchronous runs; async ones are bounded by
+            # the worker's timeout (docs/decisions/0007-async-executions.md).
+            default_timeout = min(default_timeout, quotas.max_execution_seconds)
+            if timeout_seconds is not None:
+                within("max_execution_seconds", timeout_seconds, quotas.max_execution_seconds, " s")
+        return default_timeout
