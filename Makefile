@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 
-.PHONY: install dev test test-unit lint format build build-local requirements openapi bench bench-timeouts deploy clean docker reap
+.PHONY: install dev test test-unit lint format build build-local requirements openapi schemas bench bench-timeouts deploy clean docker reap
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	bash scripts/ensure-system-packages.sh
@@ -46,6 +46,7 @@ lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python scripts/generate_layer_requirements.py --check
 	$(BIN)/python scripts/generate_openapi.py --check
+	$(BIN)/python scripts/generate_schemas.py --check
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -58,6 +59,10 @@ requirements: $(STAMP)
 ## openapi: regenerate openapi.json (the API's contract) from the routes
 openapi: $(STAMP)
 	$(BIN)/python scripts/generate_openapi.py
+
+## schemas: regenerate schemas/*.schema.json (the message contracts) from their models
+schemas: $(STAMP)
+	$(BIN)/python scripts/generate_schemas.py
 
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)
