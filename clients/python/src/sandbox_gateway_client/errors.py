@@ -117,6 +117,16 @@ class InvalidPageToken(InvalidRequest):
     code = "invalid_page_token"
 
 
+class InvalidCallbackUrl(InvalidRequest):
+    code = "invalid_callback_url"
+
+
+class InvalidMessage(GatewayError):
+    """A queue message the worker refused; never an HTTP answer, listed so every code has a class."""
+
+    code = "invalid_message"
+
+
 # --- 401 / 403: the key ------------------------------------------------------------------------
 class Unauthorized(GatewayError):
     """No valid API key: missing, unknown, malformed or revoked. In a deployed stack API Gateway's
@@ -139,6 +149,10 @@ class SessionNotFound(GatewayError):
 
 class FileNotFound(GatewayError):
     code = "file_not_found"
+
+
+class ExecutionNotFound(GatewayError):
+    code = "execution_not_found"
 
 
 class RouteNotFound(GatewayError):
@@ -213,6 +227,12 @@ class MethodNotImplemented(GatewayError):
 
 class StorageUnavailable(GatewayError):
     code = "storage_unavailable"
+
+
+class AsyncUnavailable(GatewayError):
+    """This deployment runs no queue, bus or results bucket: only synchronous executes."""
+
+    code = "async_unavailable"
 
 
 class ProviderError(GatewayError):
