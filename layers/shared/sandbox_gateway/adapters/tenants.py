@@ -2,8 +2,10 @@
 
 - `pk = APIKEY#<key_id>, sk = APIKEY`: one key (its SHA-256, never the key), found by the id the
   key carries, so the authorizer reads one item, strongly consistent: a revoke is seen at once.
-- `pk = TENANT#<tenant>, sk = TENANT`: quota overrides and the live-session counter (the session
-  repository moves the counter in the same transactions that start and end sessions).
+- `pk = TENANT#<tenant>, sk = TENANT`: quota overrides, the live-session counter (the session
+  repository moves the counter in the same transactions that start and end sessions), the
+  callback signing secret, and `created_at` (written with the tenant's first key): the item's
+  presence is what makes a tenant known to the worker.
 - `pk = TENANT#<tenant>, sk = USAGE#<YYYY-MM-DD>`: atomic counters for one tenant and day.
 A key has 256 bits of entropy, so a fast hash is enough: no one can guess their way to a match.
 """
@@ -42,6 +44,7 @@ from sandbox_gateway.models.tenant import (
 _KEY = re.compile(rf"^{KEY_PREFIX}([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})$")
 TOUCH_EVERY_SECONDS = 3600  # last_used_at is coarse: one write per key and hour at most
 USAGE_CONFLICT_RETRIES = 4  # a usage write meeting a session's transaction on the same day's item
+CALLBACK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
 def _key_pk(key_id: str) -> str:
@@ -87,7 +90,22 @@ class DynamoDBTenantStore:
             "status": record.status.value,
             "created_at": now,
         }
-        _call(self._table.put_item, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        # One transaction: a key never exists without its tenant item, which tells `tenant_exists`
+        # in one read. The tenant item is only ever updated, never put: a put would wipe its quotas
+        # and live-session counter.
+        actions = [
+            {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": _register_tenant(tenant_id, now)},
+        ]
+        transact = [
+            {kind: {"TableName": self._table.name, **body}} for a in actions for kind, body in a.items()
+        ]
+        _call(
+            with_conflict_retries,
+            call=lambda: self._table.meta.client.transact_write_items(TransactItems=transact),
+            is_conflict=_is_transaction_conflict,
+            retries=USAGE_CONFLICT_RETRIES,
+        )
         return record, key
 
     def find_key(self, key: str) -> ApiKey | None:
@@ -161,6 +179,67 @@ class DynamoDBTenantStore:
     def active_sessions(self, tenant_id: str) -> int:
         return self.tenant(tenant_id).active_sessions
 
+    # --- tenant existence and callback secrets (decision 0007) -------------------------------
+    def tenant_exists(self, tenant_id: str) -> bool:
+        """Whether the tenant is known: its tenant item exists (written with its first key, its
+        first session or its quota overrides). One consistent read.
+
+        A tenant whose keys were all created before keys registered their tenant, and that never
+        had a session or quota overrides, has no item: `register_tenant` adds it."""
+        item = _call(
+            self._table.get_item,
+            Key=tenant_key(tenant_id),
+            ConsistentRead=True,
+            ProjectionExpression="pk",
+        ).get("Item")
+        return item is not None
+
+    def register_tenant(self, tenant_id: str, now: int) -> None:
+        """Make the tenant known (idempotent; keeps everything its item holds)."""
+        _call(
+            with_conflict_retries,
+            call=lambda: self._table.update_item(**_register_tenant(tenant_id, now)),
+            is_conflict=_is_conflict,
+            retries=USAGE_CONFLICT_RETRIES,
+        )
+
+    def callback_secret(self, tenant_id: str) -> str:
+        """The tenant's callback signing secret, created on first use and stable after that."""
+        # A read first: every callback needs the secret, and a read neither costs a write nor
+        # meets the session transactions that write this item.
+        item = _call(
+            self._table.get_item,
+            Key=tenant_key(tenant_id),
+            ConsistentRead=True,
+            ProjectionExpression="callback_secret",
+        ).get("Item")
+        if item and item.get("callback_secret"):
+            return str(item["callback_secret"])
+        # if_not_exists: of two first uses at once, both get the secret the first one stored.
+        return self._set_callback_secret(
+            tenant_id, "SET callback_secret = if_not_exists(callback_secret, :new)"
+        )
+
+    def rotate_callback_secret(self, tenant_id: str) -> str:
+        """A new secret; the old one stops verifying at once."""
+        return self._set_callback_secret(tenant_id, "SET callback_secret = :new")
+
+    def _set_callback_secret(self, tenant_id: str, update: str) -> str:
+        response = _call(
+            with_conflict_retries,
+            call=lambda: self._table.update_item(
+                Key=tenant_key(tenant_id),
+                UpdateExpression=update,
+                ExpressionAttributeValues={":new": new_callback_secret()},
+                # ALL_NEW, not UPDATED_NEW: an if_not_exists that keeps the stored value may count
+                # as no update and return nothing (moto does so).
+                ReturnValues="ALL_NEW",
+            ),
+            is_conflict=_is_conflict,
+            retries=USAGE_CONFLICT_RETRIES,
+        )
+        return str(response["Attributes"]["callback_secret"])
+
     # --- usage -----------------------------------------------------------------------------
     def add_usage(self, tenant_id: str, day: str, counters: dict[str, int]) -> None:
         counted = {name: int(value) for name, value in counters.items() if value and name in USAGE_COUNTERS}
@@ -198,8 +277,41 @@ class DynamoDBTenantStore:
         )
 
 
+class TenantCallbackSecrets:
+    """The CallbackSecrets port over the tenant store."""
+
+    def __init__(self, store: DynamoDBTenantStore) -> None:
+        self._store = store
+
+    def secret(self, tenant_id: str) -> str:
+        return self._store.callback_secret(tenant_id)
+
+    def rotate(self, tenant_id: str) -> str:
+        return self._store.rotate_callback_secret(tenant_id)
+
+
+def new_callback_secret() -> str:
+    return f"{CALLBACK_SECRET_PREFIX}{secrets.token_urlsafe(32)}"
+
+
+def _register_tenant(tenant_id: str, now: int) -> dict[str, Any]:
+    """An update that creates the tenant item if missing and changes nothing else."""
+    return {
+        "Key": tenant_key(tenant_id),
+        "UpdateExpression": "SET created_at = if_not_exists(created_at, :now)",
+        "ExpressionAttributeValues": {":now": now},
+    }
+
+
 def _is_conflict(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "TransactionConflictException"
+
+
+def _is_transaction_conflict(error: ClientError) -> bool:
+    """A transaction cancelled for meeting another one (a session's, on the tenant item), with no
+    condition failing: nothing was written, so trying again is safe."""
+    codes = {reason.get("Code") for reason in error.response.get("CancellationReasons") or []}
+    return "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
 
 
 def _to_key(item: dict[str, Any]) -> ApiKey:
