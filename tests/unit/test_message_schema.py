@@ -125,7 +125,7 @@ def test_message_schema_every_sqs_sample_parses_and_validates(
     work = parse_record(record["body"], record["messageId"])
     body = json.loads(record["body"])
     if isinstance(work, QueuedExecution):
-        assert body == {"execution_id": work.execution_id}
+        assert body == {"execution_id": work.execution_id, "tenant_id": "tenant-example"}
         return
     assert isinstance(work, RequestedExecution)
     message = body["detail"] if "detail-type" in body else body

@@ -57,8 +57,12 @@ def refused(body: str, message_id: str = "m-1") -> str:
 # --- what each kind of body becomes --------------------------------------------------------------
 
 
+def queued(**changes: Any) -> str:
+    return json.dumps({"execution_id": EXECUTION, "tenant_id": "tenant-example", **changes})
+
+
 def test_parse_record_of_the_apis_message_is_a_queued_execution() -> None:
-    assert parse_record(json.dumps({"execution_id": EXECUTION}), "m-1") == QueuedExecution(EXECUTION)
+    assert parse_record(queued(), "m-1") == QueuedExecution(EXECUTION, "tenant-example")
 
 
 def test_parse_record_of_a_direct_message_is_a_requested_execution_from_sqs() -> None:
@@ -259,16 +263,28 @@ def test_parse_record_does_not_check_code_size_the_service_holds_it_to_the_tenan
     ],
 )
 def test_parse_record_refuses_a_bad_execution_id(execution_id: Any) -> None:
-    reason = refused(json.dumps({"execution_id": execution_id}))
+    reason = refused(queued(execution_id=execution_id))
     assert reason == "execution_id must be exe_ followed by 28 lowercase hex digits"
 
 
-def test_parse_record_refuses_a_tenant_beside_an_execution_id() -> None:
-    # The API's message never carries a tenant: one beside the id would be a tenant to trust.
-    reason = refused(json.dumps({"execution_id": EXECUTION, "tenant_id": "tenant-other"}))
-    assert "execution_id and nothing else" in reason
-    reason = refused(json.dumps(message(execution_id=EXECUTION)))
-    assert "execution_id and nothing else" in reason
+@pytest.mark.parametrize("tenant", ["", "-x", "a b", "t" * 65, "tenant\n", 7, None, ["tenant-example"]])
+def test_parse_record_refuses_a_bad_tenant_beside_an_execution_id(tenant: Any) -> None:
+    assert refused(queued(tenant_id=tenant)).startswith("tenant_id must be")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"execution_id": EXECUTION}),  # the record cannot be found without its tenant
+        queued(session_id=SESSION),
+        queued(code="print(1)"),
+        queued(callback_url="https://hooks.example.com/x"),
+        json.dumps(message(execution_id=EXECUTION)),
+    ],
+)
+def test_parse_record_refuses_anything_but_the_two_keys_beside_an_execution_id(body: str) -> None:
+    # The record holds what to run; anything else in the message would be trusted from it.
+    assert refused(body) == "a queued execution's message holds execution_id and tenant_id, nothing else"
 
 
 # --- EventBridge envelopes --------------------------------------------------------------------------
@@ -328,8 +344,9 @@ def test_parse_record_lets_the_rule_choose_the_source() -> None:
         json.dumps(message(code=SECRET_CODE)).replace('"code"', '"tenant_id"'),
         envelope(message(code=SECRET_CODE, envs={"A": SECRET_ENV}, timeout_seconds=0)),
         envelope(message(code=SECRET_CODE), **{"detail-type": SECRET_CODE}),
-        json.dumps({"execution_id": SECRET_CODE}),
-        json.dumps({"execution_id": EXECUTION, "code": SECRET_CODE}),
+        queued(execution_id=SECRET_CODE),
+        queued(tenant_id=SECRET_CODE),
+        queued(code=SECRET_CODE),
     ],
 )
 def test_parse_record_errors_never_echo_code_or_env_values(body: str) -> None:

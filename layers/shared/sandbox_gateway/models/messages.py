@@ -1,8 +1,10 @@
 """The message contract of event-triggered executions, and one SQS record turned into work.
 
 The queue carries two kinds of body:
-- `{"execution_id": "exe_…"}`, sent by the API's async execute. Its tenant is the execution
-  record's (only the API writes records), so nothing in it is trusted beyond the id.
+- `{"execution_id": "exe_…", "tenant_id": "…"}`, sent by the API's async execute. The tenant
+  only finds the record (stored under its tenant, written by the API alone): a forged pair finds
+  nothing, or the execution the API queued, which then runs once as recorded. Nothing else in the
+  message is trusted, so nothing else is allowed in it.
 - An `ExecutionRequested` message (schemas/execution-requested.schema.json), sent by a producer
   to the queue itself, or put on the bus as an event's `detail` and forwarded by the rule (the
   record body is then the EventBridge envelope). It names its tenant; the service checks it exists.
@@ -46,6 +48,7 @@ TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # adapters/idempotency.KEY_PATTERN (a test keeps them equal): printable ASCII, no spaces.
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
 EXECUTION_ID_PATTERN = re.compile(r"^exe_[0-9a-f]{28}$")
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
 _EVENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_ERRORS_SHOWN = 5
@@ -115,7 +118,10 @@ class ExecutionRequestedMessage(_Request):
         default=None,
         ge=1,
         le=MAX_TIMEOUT_SECONDS,
-        description="stop the code after this many seconds; held to the tenant's max_execution_seconds",
+        description=(
+            'stop the code after this many seconds, a JSON integer (10, not 10.0 or "10"); '
+            "held to the tenant's max_execution_seconds"
+        ),
     )
     # repr=False: values are often secrets, and a model's repr reaches debug logs.
     envs: dict[EnvName, Annotated[str, StringConstraints(max_length=4096), _NO_SURROGATES]] = Field(
@@ -180,9 +186,10 @@ def execution_requested_schema() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class QueuedExecution:
-    """The API's own message: run the queued execution it recorded (tenant and code are there)."""
+    """The API's own message: run the execution it recorded (code and options are in the record)."""
 
     execution_id: str
+    tenant_id: str  # where the record is; never an authority of its own
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,11 @@ class RequestedExecution:
 
 
 def parse_record(body: str, message_id: str) -> QueuedExecution | RequestedExecution:
-    """One SQS record's body as work for the worker, or InvalidMessage saying what is wrong."""
+    """One SQS record's body as work for the worker, or InvalidMessage saying what is wrong.
+
+    Told apart by their keys: an EventBridge envelope has detail-type and detail, the API's
+    message has execution_id (no ExecutionRequested field is named so), anything else must be
+    an ExecutionRequested message."""
     value = _bounded_json(body)
     if not isinstance(value, dict):
         raise InvalidMessage("the message body must be a JSON object")
@@ -232,13 +243,17 @@ def _from_event(envelope: dict[str, Any]) -> RequestedExecution:
 
 
 def _queued(value: dict[str, Any]) -> QueuedExecution:
-    if set(value) != {"execution_id"}:
-        # The API's message carries only the id; a tenant beside it would be one to trust.
-        raise InvalidMessage("a queued execution's message holds execution_id and nothing else")
-    execution_id = value["execution_id"]
+    if set(value) != {"execution_id", "tenant_id"}:
+        # Anything beside the two would be something the worker trusts from a message.
+        raise InvalidMessage("a queued execution's message holds execution_id and tenant_id, nothing else")
+    execution_id, tenant_id = value["execution_id"], value["tenant_id"]
     if not isinstance(execution_id, str) or not EXECUTION_ID_PATTERN.fullmatch(execution_id):
         raise InvalidMessage("execution_id must be exe_ followed by 28 lowercase hex digits")
-    return QueuedExecution(execution_id)
+    if not isinstance(tenant_id, str) or not _TENANT_ID.fullmatch(tenant_id):
+        raise InvalidMessage(
+            "tenant_id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return QueuedExecution(execution_id, tenant_id)
 
 
 def _message(value: dict[str, Any], *, where: str) -> ExecutionRequestedMessage:
