@@ -126,21 +126,23 @@ def test_results_client_on_a_local_endpoint_uses_path_style(aws: None) -> None:
 
 
 # --- SQS ----------------------------------------------------------------------------------------
-def test_queue_enqueue_sends_only_the_execution_id(aws: None) -> None:
+def test_queue_enqueue_sends_only_the_execution_id_and_its_tenant(aws: None) -> None:
     sqs = boto3.client("sqs")
     queue_url = sqs.create_queue(QueueName="executions")["QueueUrl"]
 
-    SqsExecutionQueue(sqs, queue_url).enqueue("exe_019ac0f5a9c0abc")
+    SqsExecutionQueue(sqs, queue_url).enqueue("exe_019ac0f5a9c0abc", "acme")
 
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
-    assert [json.loads(m["Body"]) for m in messages] == [{"execution_id": "exe_019ac0f5a9c0abc"}]
+    assert [json.loads(m["Body"]) for m in messages] == [
+        {"execution_id": "exe_019ac0f5a9c0abc", "tenant_id": "acme"}
+    ]
 
 
 def test_queue_missing_queue_is_storage_unavailable(aws: None) -> None:
     sqs = boto3.client("sqs")
     missing = "https://sqs.us-east-1.amazonaws.com/123456789012/missing"
     with pytest.raises(StorageUnavailable):
-        SqsExecutionQueue(sqs, missing).enqueue("exe_1")
+        SqsExecutionQueue(sqs, missing).enqueue("exe_1", "acme")
 
 
 # --- EventBridge --------------------------------------------------------------------------------

@@ -87,11 +87,13 @@ class SqsExecutionQueue:
         self._client = client
         self._queue_url = queue_url
 
-    def enqueue(self, execution_id: str) -> None:
+    def enqueue(self, execution_id: str, tenant_id: str) -> None:
         try:
             self._client.send_message(
                 QueueUrl=self._queue_url,
-                MessageBody=json.dumps({"execution_id": execution_id}, separators=(",", ":")),
+                MessageBody=json.dumps(
+                    {"execution_id": execution_id, "tenant_id": tenant_id}, separators=(",", ":")
+                ),
             )
         except (ClientError, BotoCoreError) as exc:
             raise StorageUnavailable("the execution queue is unavailable; retry shortly") from exc

@@ -39,6 +39,9 @@ from sandbox_gateway.ports import ExecutionPage
 
 EXECUTIONS_INDEX = "ExecutionsBySession"
 SESSION_EXECUTIONS_ATTRIBUTE = "session_executions"
+# The index's sort key: creation time, then id. Ids of queued messages are hashes (the same on
+# every delivery), so the id alone does not order a session's executions.
+ORDER_ATTRIBUTE = "execution_order"
 SK_PREFIX = "EXECUTION#"
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 _UNAVAILABLE = "execution storage is unavailable; retry shortly"
@@ -49,6 +52,10 @@ _STRINGS = ("session_id", "environment", "language", "callback_url", "result_key
 
 def execution_sk(execution_id: str) -> str:
     return f"{SK_PREFIX}{execution_id}"
+
+
+def execution_order(record: ExecutionRecord) -> str:
+    return f"{int(record.created_at * 1000):013d}#{record.execution_id}"
 
 
 def session_executions(tenant_id: str, session_id: str) -> str:
@@ -80,7 +87,7 @@ class DynamoDBExecutionStore:
             "KeyConditionExpression": "#se = :se",
             "ExpressionAttributeNames": {"#se": SESSION_EXECUTIONS_ATTRIBUTE},
             "ExpressionAttributeValues": {":se": partition},
-            "ScanIndexForward": False,  # k-sortable ids: descending sort keys are newest first
+            "ScanIndexForward": False,  # newest first
             "Limit": limit,
         }
         if page_token:
@@ -113,6 +120,7 @@ class DynamoDBExecutionStore:
         if session_id is not None:
             sets["#session_id"] = session_id
             sets["#session_executions"] = session_executions(record.tenant_id, session_id)
+            sets["#execution_order"] = execution_order(record)
         return self._update(record, sets, (), "#state = :queued", {":queued": ExecutionState.QUEUED.value})
 
     def finish(self, record: ExecutionRecord, finished: ExecutionRecord) -> ExecutionRecord | None:
@@ -126,6 +134,7 @@ class DynamoDBExecutionStore:
         if finished.session_id is not None:
             sets["#session_id"] = finished.session_id
             sets["#session_executions"] = session_executions(record.tenant_id, finished.session_id)
+            sets["#execution_order"] = execution_order(record)
         if finished.result is not None:
             sets["#result_json"] = _dump(finished.result)
             outcome = finished.result.get("status")
@@ -213,6 +222,7 @@ class DynamoDBExecutionStore:
                 item[name] = value
         if record.session_id is not None:
             item[SESSION_EXECUTIONS_ATTRIBUTE] = session_executions(record.tenant_id, record.session_id)
+            item[ORDER_ATTRIBUTE] = execution_order(record)
         if record.result is not None:
             item["result_json"] = _dump(record.result)
             if isinstance(record.result.get("status"), str):
@@ -336,7 +346,12 @@ def _to_record(item: dict[str, Any]) -> ExecutionRecord:
 
 
 def _encode_token(key: dict[str, Any]) -> str:
-    fields = {"pk": key["pk"], "sk": key["sk"], "se": key[SESSION_EXECUTIONS_ATTRIBUTE]}
+    fields = {
+        "pk": key["pk"],
+        "sk": key["sk"],
+        "se": key[SESSION_EXECUTIONS_ATTRIBUTE],
+        "eo": key[ORDER_ATTRIBUTE],
+    }
     raw = json.dumps(fields, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -354,6 +369,12 @@ def _decode_token(token: str, tenant_id: str, partition: str) -> dict[str, str]:
         or key.get("se") != partition
         or not isinstance(key.get("sk"), str)
         or not key["sk"].startswith(SK_PREFIX)
+        or not isinstance(key.get("eo"), str)
     ):
         raise InvalidPageToken("next_token is not a token this API issued")
-    return {"pk": key["pk"], "sk": key["sk"], SESSION_EXECUTIONS_ATTRIBUTE: key["se"]}
+    return {
+        "pk": key["pk"],
+        "sk": key["sk"],
+        SESSION_EXECUTIONS_ATTRIBUTE: key["se"],
+        ORDER_ATTRIBUTE: key["eo"],
+    }
