@@ -1,4 +1,5 @@
-"""`make dev`: the whole service offline on http://127.0.0.1:3000, stopped with Ctrl-C."""
+"""`make dev`: the whole service offline on http://127.0.0.1:3000 (its AWS endpoint, moto, on
+http://127.0.0.1:4566), stopped with Ctrl-C."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from pathlib import Path
 from dotenv import dotenv_values
 from sandbox_gateway.config import Settings
 
+from local.aws import FAKE_AWS
 from local.stack import (
+    AWS_PORT,
     CACHE_SECONDS_VARIABLE,
     DEV_KEY_FORMAT,
     DEV_KEY_VARIABLE,
     REAPER_INTERVAL_SECONDS,
     TABLE_NAME,
+    AwsPortInUse,
     running_stack,
 )
 from local.template import ROOT, http_api_authorizers
@@ -46,6 +50,16 @@ For curl, the sgw CLI and the Python client:
 
 For `sgw admin` (keys, quotas and usage, in this stack's table):
   export TABLE_NAME={table} DYNAMODB_ENDPOINT_URL={dynamodb_url}
+
+AWS endpoint (moto: DynamoDB, SQS, EventBridge, S3). In a shell for this stack only (the AWS CLI
+and boto3 then talk to it, with credentials it accepts):
+  export AWS_ENDPOINT_URL={aws_url} AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} \\
+         AWS_DEFAULT_REGION={region}
+  export SGW_QUEUE_URL={queue_url} SGW_EVENT_BUS={event_bus} \\
+         SGW_COMPLETIONS_QUEUE_URL={completions_queue_url}
+  aws sqs receive-message --queue-url $SGW_COMPLETIONS_QUEUE_URL   # completion events
+Dead-letter queue: {dead_letter_queue_url}
+Results bucket: {results_bucket}
 
 API reference: {url}/api/docs (Swagger UI), {url}/api/openapi.json (both without a key)
 Authorizer: answers cached {cache} per key, so a revoked key works until then
@@ -128,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         default=REAPER_INTERVAL_SECONDS,
         help="seconds between reaper runs (expired sessions and their sandboxes; 0 turns it off)",
     )
+    parser.add_argument(
+        "--aws-port",
+        type=int,
+        default=AWS_PORT,
+        help=f"port of the AWS endpoint on 127.0.0.1: DynamoDB, SQS, EventBridge, S3 (default {AWS_PORT})",
+    )
     args = parser.parse_args(argv)
     try:
         # A bad value in .env or the shell is reported here, not by every request's cold start.
@@ -144,14 +164,21 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["bash", str(ROOT / "scripts/ensure-docker.sh")], check=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with running_stack(
-        host=args.host,
-        port=args.port,
-        provider=args.provider,
-        concurrency=args.concurrency,
-        reaper_interval_seconds=args.reaper_interval,
-        api_key=given_key,
-    ) as stack:
+    with contextlib.ExitStack() as running:
+        try:
+            stack = running.enter_context(
+                running_stack(
+                    host=args.host,
+                    port=args.port,
+                    provider=args.provider,
+                    concurrency=args.concurrency,
+                    reaper_interval_seconds=args.reaper_interval,
+                    api_key=given_key,
+                    aws_port=args.aws_port,
+                )
+            )
+        except AwsPortInUse as exc:
+            parser.exit(2, f"{exc}\n")
         backend = f"local E2B-compatible host at {stack.e2b_url}" if stack.e2b_url else "E2B cloud"
         docker = docker_status()
         print(
@@ -162,6 +189,15 @@ def main(argv: list[str] | None = None) -> int:
                 key_origin=f"from {DEV_KEY_VARIABLE}" if given_key else f"new: {DEV_KEY_VARIABLE} fixes one",
                 table=TABLE_NAME,
                 dynamodb_url=stack.dynamodb_url,
+                aws_url=stack.aws_url,
+                access_key=FAKE_AWS["AWS_ACCESS_KEY_ID"],
+                secret_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
+                region=FAKE_AWS["AWS_DEFAULT_REGION"],
+                queue_url=stack.queue_url,
+                event_bus=stack.event_bus_name,
+                completions_queue_url=stack.completions_queue_url,
+                dead_letter_queue_url=stack.dead_letter_queue_url,
+                results_bucket=stack.results_bucket,
                 cache=cache_description(),
                 backend=backend,
                 docker=docker,

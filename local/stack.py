@@ -1,9 +1,11 @@
-"""The whole service on one machine: DynamoDB on moto's server, sandboxes from the local
-E2B-compatible host (or real E2B, or Docker), and the local gateway in front of the functions."""
+"""The whole service on one machine: DynamoDB, SQS, EventBridge and S3 on one moto server, sandboxes
+from the local E2B-compatible host (or real E2B, or Docker), the local gateway in front of the
+functions, and a poller that feeds the worker its queue's messages."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -25,14 +27,19 @@ from sandbox_gateway.config import Settings
 from sandbox_gateway.models.errors import DomainError
 from sandbox_gateway.models.tenant import KEY_PREFIX, SCOPES
 
+from local.aws import FAKE_AWS, LocalAwsResources, QueuePoller, aws_client, create_resources
 from local.e2b_host.testing import running_host
 from local.gateway import FunctionPools, Gateway, serve
 from local.template import (
     ROOT,
     ScheduledFunction,
+    SqsEventSource,
+    environment_references,
     function_environment,
+    parameter_default,
     scheduled_functions,
     sessions_table_definition,
+    sqs_event_sources,
 )
 
 logger = logging.getLogger("local.stack")
@@ -47,12 +54,14 @@ DEV_KEY_NAME = "make-dev"
 DEV_KEY_VARIABLE = "SGW_DEV_API_KEY"  # a key given in advance (sgw_<12 hex>_<43 base64url>)
 DEV_KEY_FORMAT = re.compile(rf"{KEY_PREFIX}[0-9a-f]{{12}}_[A-Za-z0-9_-]{{43}}")
 CACHE_SECONDS_VARIABLE = "LOCAL_AUTHORIZER_CACHE_SECONDS"  # replaces the template's ReauthorizeEvery
-_FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
+_FAKE_AWS = FAKE_AWS
+# The stack's AWS endpoint (DynamoDB, SQS, EventBridge, S3): LocalStack's port, which AWS tooling
+# and tutorials expect. `make dev --aws-port` (running_stack's aws_port) picks another; 0 a free one.
+AWS_PORT = 4566
+# A message the worker fails is received again after this long, not the queue's VisibilityTimeout.
+QUEUE_RETRY_DELAY_SECONDS = 1
+# Lambda starts an SQS event source mapping with five concurrent batches.
+QUEUE_POLLERS_MAX = 5
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,14 @@ class Stack:
     scheduler: Scheduler  # runs the reaper every REAPER_INTERVAL_SECONDS
     api_key: str  # a key of tenant DEV_TENANT with every scope
     tenant_id: str = DEV_TENANT
+    # The moto server's URL (same as dynamodb_url) and the resources of async executions on it.
+    aws_url: str | None = None
+    queue_url: str | None = None  # ExecutionQueue, which the worker's poller reads
+    dead_letter_queue_url: str | None = None
+    event_bus_name: str | None = None
+    results_bucket: str | None = None
+    completions_queue_url: str | None = None  # local only: every completion event, to read
+    pollers: tuple[QueuePoller, ...] = ()
 
 
 def free_port() -> int:
@@ -98,14 +115,21 @@ def create_dev_key(dynamodb_url: str, key: str | None = None) -> str:
     return created
 
 
+class AwsPortInUse(RuntimeError):
+    pass
+
+
 @contextlib.contextmanager
-def dynamodb_server() -> Iterator[str]:
-    """moto in server mode (local/moto_server.py), with the sessions table created from
-    template.yaml's definition.
+def dynamodb_server(port: int = 0) -> Iterator[str]:
+    """moto in server mode (local/moto_server.py) on 127.0.0.1:`port` (0: a free one), with the
+    sessions table created from template.yaml's definition. It serves SQS, EventBridge and S3 too.
 
     Its own process: in-process, moto's request handling would share the gateway's GIL.
     """
-    port = free_port()
+    if port:
+        _check_port_free(port)  # else the wait below could find someone else's server there
+    else:
+        port = free_port()
     server = subprocess.Popen(
         # moto's own server, but one request at a time: conditional writes must be atomic.
         [sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)],
@@ -121,6 +145,19 @@ def dynamodb_server() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as probe:
+        # As the server will: a port left in TIME_WAIT by the last run is free to take.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise AwsPortInUse(
+                f"127.0.0.1:{port} is in use (another `make dev`, or LocalStack?); "
+                "--aws-port picks another port"
+            ) from exc
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -182,6 +219,43 @@ class Scheduler:
             self.runs += 1
 
 
+def resource_environment(resources: LocalAwsResources) -> dict[str, str]:
+    """The functions' variables that name a resource (template.yaml's Globals, `!Ref <Resource>`),
+    with the local resource's value, and the endpoint their clients use for them."""
+    values = {**resources.references(), "SessionsTable": TABLE_NAME}
+    environment = {name: values[logical_id] for name, logical_id in environment_references().items()}
+    return {
+        **environment,
+        # Settings.aws_endpoint_url; boto3 itself reads AWS_ENDPOINT_URL too, so every client of
+        # the functions (and the AWS CLI run with this environment) reaches the moto server.
+        "AWS_ENDPOINT_URL": resources.endpoint_url,
+        "DYNAMODB_ENDPOINT_URL": resources.endpoint_url,
+        "WORKER_TIMEOUT_SECONDS": str(parameter_default("WorkerTimeoutSeconds")),
+        # Callbacks to loopback (a developer's own listener) are allowed here, and only here.
+        "CALLBACK_ALLOW_LOOPBACK": "true",
+    }
+
+
+def start_pollers(
+    pools: FunctionPools, resources: LocalAwsResources, sources: list[SqsEventSource], concurrency: int
+) -> list[QueuePoller]:
+    """One poller per SQS event source (the worker's queue), invoking its function in the pools."""
+    pollers = []
+    for source in sources:
+        route = source.as_route()  # the function's own timeout, as Lambda gives it
+        poller = QueuePoller(
+            aws_client("sqs", resources.endpoint_url),
+            resources.queue_urls[source.queue],
+            functools.partial(pools.invoke, route),
+            source.batch_size,
+            QUEUE_RETRY_DELAY_SECONDS,
+            report_batch_item_failures=source.reports_batch_item_failures,
+            concurrency=max(1, min(concurrency, QUEUE_POLLERS_MAX)),
+        )
+        pollers.append(poller.start())
+    return pollers
+
+
 def scheduled_event(function: ScheduledFunction) -> dict[str, object]:
     now = time.gmtime()
     return {
@@ -208,13 +282,16 @@ def running_stack(
     extra_environment: Mapping[str, str] | None = None,
     api_key: str | None = None,
     authorizer_cache_seconds: float | None = None,
+    aws_port: int = AWS_PORT,
 ) -> Iterator[Stack]:
     """`extra_environment` is applied to the functions' environment last (tests use it to point
     the functions at a faulty E2B, or to run them as deployed, without LOCAL_MODE).
 
     The stack's dev key is `api_key`, else SGW_DEV_API_KEY, else a new one. The authorizer's
     answers are cached for `authorizer_cache_seconds`, else LOCAL_AUTHORIZER_CACHE_SECONDS, else
-    the template's ReauthorizeEvery, as deployed."""
+    the template's ReauthorizeEvery, as deployed.
+
+    DynamoDB, SQS, EventBridge and S3 answer on 127.0.0.1:`aws_port` (0: a free port; tests)."""
     docker_owner = f"stack-{secrets.token_hex(4)}"
     api_key = api_key or os.environ.get(DEV_KEY_VARIABLE) or None
     if api_key is not None and not DEV_KEY_FORMAT.fullmatch(api_key):
@@ -222,14 +299,14 @@ def running_stack(
         raise ValueError(f"{DEV_KEY_VARIABLE} is not a key: sgw_<12 hex>_<43 base64url characters>")
     if authorizer_cache_seconds is None and os.environ.get(CACHE_SECONDS_VARIABLE):
         authorizer_cache_seconds = float(os.environ[CACHE_SECONDS_VARIABLE])
-    with dynamodb_server() as dynamodb_url, sandbox_backend(provider) as (sandbox_env, e2b_url):
+    with dynamodb_server(aws_port) as dynamodb_url, sandbox_backend(provider) as (sandbox_env, e2b_url):
         dev_key = create_dev_key(dynamodb_url, api_key)
+        resources = create_resources(dynamodb_url)
         environment = {
             **function_environment(),
             **_FAKE_AWS,
             **sandbox_env,
-            "TABLE_NAME": TABLE_NAME,
-            "DYNAMODB_ENDPOINT_URL": dynamodb_url,
+            **resource_environment(resources),
             # Local development: the Docker provider is allowed here and only here.
             "LOCAL_MODE": "true",
             "DOCKER_OWNER": docker_owner,
@@ -242,9 +319,30 @@ def running_stack(
         os.close(handle)
         gateway = serve(host, port, environment, concurrency, log_path, authorizer_cache_seconds)
         scheduler = Scheduler(gateway.pools, scheduled_functions(), reaper_interval_seconds).start()
+        sources = sqs_event_sources()
+        pollers = start_pollers(gateway.pools, resources, sources, concurrency)
+        (worker_queue,) = {source.queue for source in sources}  # the template has one, ExecutionQueue
         try:
-            yield Stack(gateway.url, provider, dynamodb_url, e2b_url, gateway, log_path, scheduler, dev_key)
+            yield Stack(
+                gateway.url,
+                provider,
+                dynamodb_url,
+                e2b_url,
+                gateway,
+                log_path,
+                scheduler,
+                dev_key,
+                aws_url=dynamodb_url,
+                queue_url=resources.queue_urls[worker_queue],
+                dead_letter_queue_url=resources.dead_letter_queue_url(worker_queue),
+                event_bus_name=resources.event_bus_name,
+                results_bucket=environment.get("RESULTS_BUCKET"),
+                completions_queue_url=resources.completions_queue_url,
+                pollers=tuple(pollers),
+            )
         finally:
+            for poller in pollers:  # before the pools they invoke go away
+                poller.stop()
             scheduler.stop()
             gateway.shutdown()
             gateway.pools.shutdown()

@@ -1,5 +1,6 @@
 """Reads template.yaml: the HTTP API routes, the functions behind them, the API's authorizers, the
-scheduled functions and the sessions table.
+scheduled functions, the sessions table, and the queues, event bus, rules, buckets and SQS event
+sources of async executions.
 
 The local gateway and the tests take all of this from the template itself, so they cannot
 drift from what `sam deploy` creates.
@@ -81,9 +82,21 @@ def _route_regex(path: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+def _parameter_value(template: dict[str, Any], value: Any) -> Any:
+    """A literal, or a `!Ref` to a parameter: its default, as `sam deploy` uses without overrides."""
+    if isinstance(value, dict) and "Ref" in value:
+        return template.get("Parameters", {})[value["Ref"]].get("Default")
+    return value
+
+
+def _function_timeout(template: dict[str, Any], props: dict[str, Any]) -> int:
+    """A function's Timeout (a literal or a parameter's default), else the Globals' one."""
+    global_timeout = template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    return int(_parameter_value(template, props.get("Timeout", global_timeout)))
+
+
 def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
     template = template or load_template()
-    global_timeout = int(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
     default_authorizer = _http_api_auth(template).get("DefaultAuthorizer")
     routes = []
     for name, resource in template["Resources"].items():
@@ -102,7 +115,7 @@ def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
                     function=name,
                     code_dir=ROOT / props["CodeUri"],
                     handler=props["Handler"],
-                    timeout_seconds=int(props.get("Timeout", global_timeout)),
+                    timeout_seconds=_function_timeout(template, props),
                     authorizer=None if authorizer in (None, "NONE") else str(authorizer),
                 )
             )
@@ -144,17 +157,9 @@ def _http_api_auth(template: dict[str, Any]) -> dict[str, Any]:
     return _http_api(template).get("Auth") or {}
 
 
-def _parameter_value(template: dict[str, Any], value: Any) -> Any:
-    """A literal, or a `!Ref` to a parameter: its default, as `sam deploy` uses without overrides."""
-    if isinstance(value, dict) and "Ref" in value:
-        return template.get("Parameters", {})[value["Ref"]].get("Default")
-    return value
-
-
 def http_api_authorizers(template: dict[str, Any] | None = None) -> dict[str, Authorizer]:
     """The HTTP API's Lambda authorizers by name (JWT authorizers are not run locally)."""
     template = template or load_template()
-    global_timeout = int(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
     found = {}
     for name, config in (_http_api_auth(template).get("Authorizers") or {}).items():
         arn = config.get("FunctionArn")
@@ -170,7 +175,7 @@ def http_api_authorizers(template: dict[str, Any] | None = None) -> dict[str, Au
             function=function,
             code_dir=ROOT / props["CodeUri"],
             handler=props["Handler"],
-            timeout_seconds=int(props.get("Timeout", global_timeout)),
+            timeout_seconds=_function_timeout(template, props),
             identity_headers=tuple(str(h).lower() for h in identity.get("Headers") or ()),
             cache_seconds=int(cache_seconds),
             simple_responses=bool(config.get("EnableSimpleResponses", False)),
@@ -260,7 +265,6 @@ class ScheduledFunction:
 
 def scheduled_functions(template: dict[str, Any] | None = None) -> list[ScheduledFunction]:
     template = template or load_template()
-    global_timeout = int(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
     found = []
     for name, resource in template["Resources"].items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -273,8 +277,210 @@ def scheduled_functions(template: dict[str, Any] | None = None) -> list[Schedule
                         function=name,
                         code_dir=ROOT / props["CodeUri"],
                         handler=props["Handler"],
-                        timeout_seconds=int(props.get("Timeout", global_timeout)),
+                        timeout_seconds=_function_timeout(template, props),
                         schedule=str(event["Properties"]["Schedule"]),
                     )
                 )
     return found
+
+
+# --- queues, the event bus, buckets and SQS event sources (decision 0007) ----------------------
+def _logical_id(value: Any) -> str:
+    """The resource a `!Ref X` or `!GetAtt X.Attribute` names."""
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "GetAtt" in value:
+        get_att = value["GetAtt"]
+        return (get_att.split(".")[0] if isinstance(get_att, str) else str(get_att[0])).strip()
+    raise ValueError(f"expected !Ref or !GetAtt of a resource, got {value!r}")
+
+
+def _optional_int(template: dict[str, Any], value: Any) -> int | None:
+    resolved = _parameter_value(template, value)
+    return None if resolved is None else int(resolved)
+
+
+def parameter_default(name: str, template: dict[str, Any] | None = None) -> Any:
+    """A template parameter's default, as `sam deploy` uses it without overrides."""
+    return _parameter_value(template or load_template(), {"Ref": name})
+
+
+@dataclass(frozen=True)
+class RedrivePolicy:
+    dead_letter_queue: str  # logical id
+    max_receive_count: int
+
+
+@dataclass(frozen=True)
+class QueueDefinition:
+    """An AWS::SQS::Queue, with parameters at their defaults (None: SQS's own default)."""
+
+    logical_id: str
+    visibility_timeout_seconds: int | None
+    message_retention_seconds: int | None
+    redrive: RedrivePolicy | None
+    managed_sse: bool = False  # SqsManagedSseEnabled
+
+
+def queue_definitions(template: dict[str, Any] | None = None) -> list[QueueDefinition]:
+    """Every queue, dead-letter queues before the queues that send to them (creation order)."""
+    template = template or load_template()
+    found = []
+    for name, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::SQS::Queue":
+            continue
+        props = resource.get("Properties") or {}
+        redrive = props.get("RedrivePolicy")
+        found.append(
+            QueueDefinition(
+                logical_id=name,
+                visibility_timeout_seconds=_optional_int(template, props.get("VisibilityTimeout")),
+                message_retention_seconds=_optional_int(template, props.get("MessageRetentionPeriod")),
+                redrive=RedrivePolicy(
+                    dead_letter_queue=_logical_id(redrive["deadLetterTargetArn"]),
+                    max_receive_count=int(_parameter_value(template, redrive["maxReceiveCount"])),
+                )
+                if redrive
+                else None,
+                managed_sse=bool(_parameter_value(template, props.get("SqsManagedSseEnabled", False))),
+            )
+        )
+    # A dead-letter queue of a dead-letter queue is not used here: one level is enough to order.
+    return sorted(found, key=lambda queue: queue.redrive is not None)
+
+
+def _substitute(template: dict[str, Any], value: Any, overrides: dict[str, str]) -> str:
+    """A literal or a `!Sub` of parameters (`overrides` first, else their defaults)."""
+    if isinstance(value, dict) and "Sub" in value:
+        pattern = value["Sub"]
+        if not isinstance(pattern, str):
+            raise ValueError(f"!Sub with variables is not supported locally: {value!r}")
+        parameters = template.get("Parameters", {})
+
+        def parameter(found: re.Match[str]) -> str:
+            name = found.group(1)
+            if name in overrides:
+                return overrides[name]
+            if name not in parameters:
+                raise ValueError(f"!Sub {pattern!r}: ${{{name}}} is not a parameter")
+            return str(parameters[name].get("Default", ""))
+
+        return re.sub(r"\$\{([^}!]+)\}", parameter, pattern)
+    return str(_parameter_value(template, value))
+
+
+@dataclass(frozen=True)
+class EventBusDefinition:
+    logical_id: str
+    name: str  # with the parameters the caller gave (e.g. Stage=local), else their defaults
+
+
+@dataclass(frozen=True)
+class EventRuleDefinition:
+    logical_id: str
+    event_bus: str | None  # logical id of the bus; None: the account's default bus
+    event_pattern: dict[str, Any]
+    targets: tuple[tuple[str, str], ...]  # (target Id, logical id of the target resource)
+
+
+def event_bus_and_rules(
+    template: dict[str, Any] | None = None, parameters: dict[str, str] | None = None
+) -> tuple[list[EventBusDefinition], list[EventRuleDefinition]]:
+    """The event buses (names resolved with `parameters`, e.g. {"Stage": "local"}) and the rules."""
+    template = template or load_template()
+    buses, rules = [], []
+    for name, resource in template["Resources"].items():
+        props = resource.get("Properties") or {}
+        if resource.get("Type") == "AWS::Events::EventBus":
+            buses.append(EventBusDefinition(name, _substitute(template, props["Name"], parameters or {})))
+        elif resource.get("Type") == "AWS::Events::Rule":
+            if "EventPattern" not in props:
+                raise ValueError(f"rule {name}: only EventPattern rules are run locally")
+            bus = props.get("EventBusName")
+            rules.append(
+                EventRuleDefinition(
+                    logical_id=name,
+                    event_bus=None if bus is None else _logical_id(bus),
+                    event_pattern=dict(props["EventPattern"]),
+                    targets=tuple((str(t["Id"]), _logical_id(t["Arn"])) for t in props.get("Targets") or ()),
+                )
+            )
+    return buses, rules
+
+
+@dataclass(frozen=True)
+class BucketDefinition:
+    """An AWS::S3::Bucket's properties as CloudFormation spells them (the local stack translates)."""
+
+    logical_id: str
+    properties: dict[str, Any]
+
+
+def bucket_definitions(template: dict[str, Any] | None = None) -> list[BucketDefinition]:
+    template = template or load_template()
+    return [
+        BucketDefinition(name, dict(resource.get("Properties") or {}))
+        for name, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::S3::Bucket"
+    ]
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    """A function's SQS event (an event source mapping): the local stack polls the queue for it."""
+
+    function: str  # logical id
+    code_dir: Path
+    handler: str
+    timeout_seconds: int
+    queue: str  # logical id
+    batch_size: int
+    function_response_types: tuple[str, ...]
+
+    @property
+    def reports_batch_item_failures(self) -> bool:
+        return "ReportBatchItemFailures" in self.function_response_types
+
+    def as_route(self) -> Route:
+        """The local gateway's worker pools invoke functions by Route."""
+        return Route("SQS", "", self.function, self.code_dir, self.handler, self.timeout_seconds)
+
+
+def sqs_event_sources(template: dict[str, Any] | None = None) -> list[SqsEventSource]:
+    template = template or load_template()
+    found = []
+    for name, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") != "SQS":
+                continue
+            source = event["Properties"]
+            found.append(
+                SqsEventSource(
+                    function=name,
+                    code_dir=ROOT / props["CodeUri"],
+                    handler=props["Handler"],
+                    timeout_seconds=_function_timeout(template, props),
+                    queue=_logical_id(source["Queue"]),
+                    batch_size=int(_parameter_value(template, source.get("BatchSize", 10))),  # SAM's default
+                    function_response_types=tuple(source.get("FunctionResponseTypes") or ()),
+                )
+            )
+    return found
+
+
+def environment_references(template: dict[str, Any] | None = None) -> dict[str, str]:
+    """Globals environment variables that are `!Ref <Resource>`, by name: the logical id they name.
+
+    Deployed, a queue's Ref is its URL, a bus's its name, a bucket's and a table's their names; the
+    local stack gives each variable its local resource's value."""
+    template = template or load_template()
+    variables = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    resources = template["Resources"]
+    return {
+        name: value["Ref"]
+        for name, value in variables.items()
+        if isinstance(value, dict) and "Ref" in value and value["Ref"] in resources
+    }

@@ -22,7 +22,9 @@ DEV_TENANT_MAX_ACTIVE_SESSIONS = 1000
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    with running_stack(port=0, concurrency=4, authorizer_cache_seconds=AUTHORIZER_CACHE_SECONDS) as running:
+    with running_stack(
+        port=0, concurrency=4, authorizer_cache_seconds=AUTHORIZER_CACHE_SECONDS, aws_port=0
+    ) as running:
         # Many tests leave their sessions to the reaper: the dev tenant must not hit the template's
         # live-session quota (10) because of earlier tests. Other tenants keep the defaults.
         tenant_store(running.dynamodb_url).set_quota_overrides(
