@@ -19,6 +19,7 @@ from sandbox_gateway_client.models import (
     UsageDay,
     WrittenFile,
 )
+from sandbox_gateway_client.webhooks import verify_signature as verify_signature  # re-exported
 
 __all__ = [
     "Environment",
