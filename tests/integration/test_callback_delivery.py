@@ -107,7 +107,11 @@ def _start(receiver: Receiver, tls: ssl.SSLContext | None = None) -> ThreadingHT
             self.send_header("Connection", "close")
             self.end_headers()
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a client the sender cut off at its deadline: expected, not worth a traceback
+
+    httpd = Server(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     if tls is not None:
         httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
@@ -308,6 +312,19 @@ def test_delivery_to_a_closed_port_is_retried_then_fails(sleeps: list[float]) ->
     assert (report.status, report.attempts, report.last_status_code) == ("failed", 3, None)
     assert report.detail and "Connection" in report.detail
     assert len(sleeps) == 2
+
+
+def test_delivery_tries_the_next_checked_address_when_one_refuses_the_connection(
+    receiver: Receiver, sleeps: list[float]
+) -> None:
+    # The receiver listens on 127.0.0.1 only: 127.0.0.2 refuses, as ::1 does for many local servers.
+    send = sender(sleeps, lambda host, port: ["127.0.0.2", "127.0.0.1"])
+
+    report = send.deliver(receiver.url(host="localhost"), BODY, SECRET, EXECUTION_ID)
+
+    assert (report.status, report.attempts, report.last_status_code) == ("delivered", 1, 200)
+    assert len(receiver.received) == 1
+    assert sleeps == []
 
 
 def test_delivery_to_localhost_is_refused_without_connecting_when_loopback_is_not_allowed(

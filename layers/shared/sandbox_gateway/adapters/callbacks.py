@@ -362,7 +362,10 @@ class _PinnedConnection(http.client.HTTPConnection):
         self._context = context
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
+        try:
+            sock = socket.create_connection((self._address, self.port), self.timeout)
+        except OSError as exc:
+            raise _Unreachable(f"{self._address}: {exc}") from exc
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._context is not None:
@@ -372,6 +375,10 @@ class _PinnedConnection(http.client.HTTPConnection):
                 sock.close()
                 raise
         self.sock = sock
+
+
+class _Unreachable(OSError):
+    """The address did not take the connection: nothing was sent, another address may be tried."""
 
 
 class _Deadline:
@@ -409,6 +416,7 @@ class _Attempt:
     outcome: str  # "delivered" | "retry" (408, 429, 5xx, network, timeout) | "final" (no retry)
     status_code: int | None = None
     detail: str | None = None
+    unreachable: bool = False  # the connection was not made: nothing was sent
 
 
 @dataclass(frozen=True)
@@ -466,9 +474,7 @@ class HttpCallbackSender:
                 # Exponential backoff with jitter: receivers recovering together are not hit at once.
                 self._sleep(self._backoff * 2 ** (attempt - 1) * (0.5 + random.random() / 2))  # noqa: S311
             headers[SIGNATURE_HEADER] = sign(secret, int(time.time()), body)  # fresh for each attempt
-            # One address per attempt, in turn: a name with an unreachable IPv6 and a good IPv4.
-            address = target.addresses[attempt % len(target.addresses)]
-            last = self._post(target, address, headers, body)
+            last = self._attempt(target, attempt, headers, body)
             if last.outcome == "delivered":
                 return CallbackReport("delivered", attempt + 1, last.status_code)
             if last.outcome == "final":
@@ -487,6 +493,17 @@ class HttpCallbackSender:
             self._ssl_context = ssl.create_default_context()  # verifies the chain and the host name
         return self._ssl_context
 
+    def _attempt(self, target: _Target, attempt: int, headers: dict[str, str], body: bytes) -> _Attempt:
+        """The checked addresses in turn, from a different one each attempt, until one takes the
+        connection: "localhost" is often ::1 first, and a receiver may listen on 127.0.0.1 only."""
+        count = len(target.addresses)
+        result = _Attempt("retry")
+        for offset in range(count):
+            result = self._post(target, target.addresses[(attempt + offset) % count], headers, body)
+            if not result.unreachable:
+                break
+        return result
+
     def _post(self, target: _Target, address: str, headers: dict[str, str], body: bytes) -> _Attempt:
         connection = _PinnedConnection(address, target.port, target.host, self._timeout, target.context)
         deadline = _Deadline(connection, self._timeout)
@@ -499,6 +516,8 @@ class HttpCallbackSender:
             return _Attempt(
                 "final", None, f"the receiver's TLS certificate was refused: {exc.verify_message}"
             )
+        except _Unreachable as exc:
+            return _Attempt("retry", None, f"could not connect to {exc}", unreachable=True)
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(exc, TimeoutError) or deadline.passed.is_set():
                 return _Attempt("retry", None, f"no answer within {self._timeout:g} s")
