@@ -131,7 +131,7 @@ def test_guard_refuses_name_when_any_address_is_refused(bad: str, order: str) ->
     guard = CallbackGuard(allow_loopback=False, resolve=resolver(*answers))
     with pytest.raises(InvalidCallbackUrl, match="resolves to") as refused:
         guard.resolve_checked("https://hooks.example.com/x")
-    assert str(ipaddress.ip_address(bad)) in refused.value.message
+    assert str(ipaddress.ip_address(bad)) not in refused.value.message  # no DNS oracle for tenants
 
 
 def test_guard_passes_public_addresses_and_returns_them_to_connect_to() -> None:
@@ -391,7 +391,7 @@ def test_guard_default_resolver_refuses_a_rebinding_answer(monkeypatch: pytest.M
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", port)),
         ],
     )
-    with pytest.raises(InvalidCallbackUrl, match=r"169\.254\.169\.254"):
+    with pytest.raises(InvalidCallbackUrl, match="link-local"):
         CallbackGuard(allow_loopback=False).resolve_checked("https://rebind.example.com/")
 
 
@@ -400,7 +400,8 @@ def test_sender_refuses_without_connecting(address: str, no_network: list[Any]) 
     sender = HttpCallbackSender(CallbackGuard(allow_loopback=False, resolve=resolver(address)))
     report = sender.deliver("https://hooks.example.com/x", b"{}", "s3cret", "exe_1")
     assert (report.status, report.attempts, report.last_status_code) == ("refused", 0, None)
-    assert report.detail and address in report.detail
+    assert report.detail and "hooks.example.com resolves to" in report.detail
+    assert address not in report.detail  # the tenant sees the report: no answers of our resolver
     assert no_network == []
 
 

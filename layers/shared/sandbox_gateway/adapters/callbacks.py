@@ -150,7 +150,7 @@ _REFUSED_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = (
     (_V6("2001:db8::/32"), "a documentation address"),
     (_V6("3fff::/20"), "a documentation address"),
     (_V6("5f00::/16"), "a segment routing (SRv6) address"),
-    (_V6("fc00::/7"), "unique local (private; the AWS metadata service's fd00:ec2::254 is here)"),
+    (_V6("fc00::/7"), "unique local (private; the IPv6 metadata service lives there)"),
     (_V6("fe80::/10"), "link-local"),
     (_V6("fec0::/10"), "site-local (deprecated)"),
     (_V6("ff00::/8"), "multicast"),
@@ -248,7 +248,9 @@ class CallbackGuard:
                 raise InvalidCallbackUrl(
                     f"callback_url: {host} resolved to {answer!r}, not an address"
                 ) from None
-            self._check_address(address, parts.scheme, f"{host} resolves to {address}, which is")
+            # The message names the class, not the address: the report is shown to the tenant, and
+            # the address would tell them what our resolver answers for names they do not own.
+            self._check_address(address, parts.scheme, f"{host} resolves to an address that is")
             addresses.append(_connectable(address))
         return host, port, list(dict.fromkeys(addresses))
 
