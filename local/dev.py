@@ -51,13 +51,14 @@ For curl, the sgw CLI and the Python client:
 For `sgw admin` (keys, quotas and usage, in this stack's table):
   export TABLE_NAME={table} DYNAMODB_ENDPOINT_URL={dynamodb_url}
 
-AWS endpoint (moto: DynamoDB, SQS, EventBridge, S3). In a shell for this stack only (the AWS CLI
-and boto3 then talk to it, with credentials it accepts):
+AWS endpoint (moto: DynamoDB, SQS, EventBridge, S3). In a shell for this stack only, boto3 and
+AWS CLI v2 then talk to it (AWS CLI v1 needs --endpoint-url for SQS), with credentials it accepts:
   export AWS_ENDPOINT_URL={aws_url} AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} \\
          AWS_DEFAULT_REGION={region}
   export SGW_QUEUE_URL={queue_url} SGW_EVENT_BUS={event_bus} \\
          SGW_COMPLETIONS_QUEUE_URL={completions_queue_url}
-  aws sqs receive-message --queue-url $SGW_COMPLETIONS_QUEUE_URL   # completion events
+  aws --endpoint-url $AWS_ENDPOINT_URL sqs receive-message --queue-url $SGW_COMPLETIONS_QUEUE_URL \\
+      --wait-time-seconds 20 --max-number-of-messages 10   # completion events
 Dead-letter queue: {dead_letter_queue_url}
 Results bucket: {results_bucket}
 

@@ -316,3 +316,40 @@ def test_the_aws_port_must_be_free() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(AwsPortInUse, match=str(port)), dynamodb_server(port):
             pass
+
+
+def test_a_long_poll_holds_up_no_other_request_and_returns_a_message_as_it_comes(
+    sqs: Any, resources: LocalAwsResources
+) -> None:
+    # The server runs one request at a time; a long poll must not take that turn for its wait.
+    url = resources.queue_urls[QUEUE]
+    received: list[Any] = []
+    waited: list[float] = []
+
+    def long_poll() -> None:
+        started = time.monotonic()
+        answer = aws_client("sqs", resources.endpoint_url).receive_message(QueueUrl=url, WaitTimeSeconds=10)
+        waited.append(time.monotonic() - started)
+        received.extend(answer.get("Messages", []))
+
+    poll = threading.Thread(target=long_poll)
+    poll.start()
+    time.sleep(0.5)  # the poll is waiting
+    started = time.monotonic()
+    aws_client("dynamodb", resources.endpoint_url).list_tables()
+    sqs.send_message(QueueUrl=url, MessageBody="wake up")
+    others = time.monotonic() - started
+    poll.join(15)
+
+    assert others < 1.0
+    assert [m["Body"] for m in received] == ["wake up"]
+    assert 0.4 < waited[0] < 5.0
+
+
+def test_a_long_poll_of_an_empty_queue_waits_its_time(sqs: Any, resources: LocalAwsResources) -> None:
+    started = time.monotonic()
+
+    answer = sqs.receive_message(QueueUrl=resources.queue_urls[QUEUE], WaitTimeSeconds=1)
+
+    assert "Messages" not in answer
+    assert 0.9 < time.monotonic() - started < 3.0

@@ -1,11 +1,13 @@
 """The local stack's queues, bus, rules, buckets and SQS event sources, read from the real template.yaml,
-and the pieces of the local event source mapping that need no server (records, batch responses)."""
+and the pieces of the local event source mapping and of the moto server's long polls that need no
+server (records, batch responses, request rewriting)."""
 
 from __future__ import annotations
 
 import copy
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from sandbox_gateway.config import Settings
@@ -17,6 +19,7 @@ from local.aws import (
     local_name,
     sqs_record,
 )
+from local.moto_server import sqs_long_poll
 from local.stack import TABLE_NAME, resource_environment
 from local.template import (
     BucketDefinition,
@@ -247,3 +250,58 @@ def test_listed_items_are_the_only_failures() -> None:
 )
 def test_an_invalid_batch_response_fails_the_whole_batch(response: Any) -> None:
     assert failed_message_ids(response, IDS) is None
+
+
+# --- the moto server's long polls --------------------------------------------------------------
+def test_an_sqs_json_receive_becomes_a_short_poll_with_its_wait() -> None:
+    environ = {"HTTP_X_AMZ_TARGET": "AmazonSQS.ReceiveMessage", "CONTENT_TYPE": "application/x-amz-json-1.0"}
+    body = json.dumps({"QueueUrl": "http://q", "WaitTimeSeconds": 20, "MaxNumberOfMessages": 10}).encode()
+
+    found = sqs_long_poll(environ, body)
+
+    assert found is not None
+    wait, short_poll = found
+    assert wait == 20
+    assert json.loads(short_poll) == {"QueueUrl": "http://q", "WaitTimeSeconds": 0, "MaxNumberOfMessages": 10}
+
+
+def test_an_sqs_query_receive_becomes_a_short_poll_with_its_wait() -> None:
+    environ = {"CONTENT_TYPE": "application/x-www-form-urlencoded; charset=utf-8"}
+    body = b"Action=ReceiveMessage&QueueUrl=http%3A%2F%2Fq&WaitTimeSeconds=5&Version=2012-11-05"
+
+    found = sqs_long_poll(environ, body)
+
+    assert found is not None
+    wait, short_poll = found
+    assert wait == 5
+    fields = dict(parse_qsl(short_poll.decode()))
+    assert fields == {
+        "Action": "ReceiveMessage",
+        "QueueUrl": "http://q",
+        "WaitTimeSeconds": "0",
+        "Version": "2012-11-05",
+    }
+
+
+def test_a_receive_without_a_wait_is_a_short_poll_even_on_a_queue_with_a_default_wait() -> None:
+    environ = {"HTTP_X_AMZ_TARGET": "AmazonSQS.ReceiveMessage"}
+
+    assert sqs_long_poll(environ, b'{"QueueUrl": "http://q"}') == (
+        0,
+        b'{"QueueUrl": "http://q", "WaitTimeSeconds": 0}',
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "body"),
+    [
+        ({"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.GetItem"}, b'{"TableName": "t"}'),
+        ({"HTTP_X_AMZ_TARGET": "AmazonSQS.SendMessage"}, b'{"QueueUrl": "http://q"}'),
+        ({"HTTP_X_AMZ_TARGET": "AmazonSQS.ReceiveMessage"}, b'{"WaitTimeSeconds": 21}'),  # SQS refuses it
+        ({"HTTP_X_AMZ_TARGET": "AmazonSQS.ReceiveMessage"}, b"not json"),
+        ({"CONTENT_TYPE": "application/x-www-form-urlencoded"}, b"Action=SendMessage&WaitTimeSeconds=5"),
+        ({"CONTENT_TYPE": "application/xml"}, b"<CreateBucketConfiguration/>"),
+    ],
+)
+def test_other_requests_pass_through_unchanged(environ: dict[str, str], body: bytes) -> None:
+    assert sqs_long_poll(environ, body) is None
