@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from sandbox_gateway.adapters.aws_outbound import COMPLETED, EVENT_SOURCE, FAILED
 
 from local.template import (
     BucketDefinition,
@@ -39,14 +40,10 @@ FAKE_AWS = {
     "AWS_REGION": "us-east-1",
 }
 LOCAL_STAGE = "local"
-# Completion events (decision 0007: source sandbox-gateway, ExecutionCompleted / ExecutionFailed,
-# as adapters/aws_outbound.py publishes them) are copied to this queue, local only, so developers
-# and tests can read them.
+# Completion events, as the service publishes them, are copied to this queue, local only, so
+# developers and tests can read them.
 COMPLETIONS_QUEUE = "sandbox-gateway-completions-local"
-COMPLETIONS_PATTERN = {
-    "source": ["sandbox-gateway"],
-    "detail-type": ["ExecutionCompleted", "ExecutionFailed"],
-}
+COMPLETIONS_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [COMPLETED, FAILED]}
 
 
 def aws_client(service: str, endpoint_url: str) -> Any:

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from sandbox_gateway.config import Settings
+from sandbox_gateway.models.messages import DETAIL_TYPE
 
 from local.aws import (
     LocalAwsResources,
@@ -82,7 +83,7 @@ def test_execution_requested_rule_sends_its_events_to_the_execution_queue(templa
 
     (rule,) = [r for r in rules if r.logical_id == "ExecutionRequestedRule"]
     assert rule.event_bus == "EventBus"
-    assert rule.event_pattern == {"detail-type": ["ExecutionRequested"]}
+    assert rule.event_pattern == {"detail-type": [DETAIL_TYPE]}
     assert [target for _, target in rule.targets] == ["ExecutionQueue"]
 
 
