@@ -140,6 +140,9 @@ def test_success_statuses_are_the_real_ones() -> None:
     for path, ops in openapi_document()["paths"].items():
         for method, op in ops.items():
             successes = [status for status in op["responses"] if status.startswith("2")]
+            if (method, path) == ("post", "/api/e2b/execute"):
+                assert successes == ["200", "202"]  # 202: "mode": "async"
+                continue
             assert len(successes) == 1, (method, path, successes)
 
 

@@ -205,7 +205,9 @@ def spec_operations() -> list[tuple[str, str]]:
     operations = []
     for path, methods in spec["paths"].items():
         filled = (
-            path.replace("{session_id}", MISSING).replace("{file_path}", "dir/output.txt")
+            path.replace("{session_id}", MISSING)
+            .replace("{file_path}", "dir/output.txt")
+            .replace("{execution_id}", "exe_" + "0" * 28)
             if "{" in path
             else path
         )

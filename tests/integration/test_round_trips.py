@@ -49,6 +49,7 @@ def test_round_trips_of_each_route(
         "UpdateItem",  # lease
         "UpdateItem",  # release
         "UpdateItem",  # usage
+        "PutItem",  # the execution's record (GET /api/executions/{id}, Idempotency-Key replays)
     ]
     assert counted("files", "files_write", session_id)[0] == ["GetItem", "GetItem", "UpdateItem"]
     assert counted("files", "files_read", session_id)[0] == ["GetItem", "UpdateItem"]

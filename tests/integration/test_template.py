@@ -30,6 +30,10 @@ EXPECTED_ROUTES = {
     "GET /api/openapi.json": "MetaFunction",
     "GET /api/docs": "MetaFunction",
     "POST /api/e2b/execute": "ExecuteFunction",
+    "GET /api/executions/{execution_id}": "ExecuteFunction",
+    "GET /api/sessions/{session_id}/executions": "ExecuteFunction",
+    "GET /api/callbacks/secret": "ExecuteFunction",
+    "POST /api/callbacks/secret": "ExecuteFunction",
     "GET /api/e2b/files/{session_id}": "FilesFunction",
     "GET /api/e2b/files/{session_id}/{file_path+}": "FilesFunction",
     "POST /api/e2b/files": "FilesFunction",
@@ -108,6 +112,7 @@ def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:
         "ReaperFunction",
         "MetaFunction",
         "AuthorizerFunction",
+        "WorkerFunction",
     }
     for name, role in roles.items():
         statements = [
@@ -122,6 +127,37 @@ def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:
             continue
         assert "SessionsTable" in resources and "E2BApiKeySecret" in resources
         assert '"*"' not in resources
+        # Only what queues, reports and stores executions touches the queue, the bus and the bucket.
+        assert ("ExecutionQueue" in resources) == (name == "ExecuteFunction")
+        assert ("EventBus" in resources) == (name in ("ExecuteFunction", "WorkerFunction"))
+        assert ("ResultsBucket" in resources) == (name in ("ExecuteFunction", "WorkerFunction"))
+
+
+def test_the_worker_takes_the_queue_with_partial_batch_failures_and_a_dead_letter_queue(
+    translated: dict[str, Any],
+) -> None:
+    resources = load_template()["Resources"]
+    queue = resources["ExecutionQueue"]["Properties"]
+    worker = resources["WorkerFunction"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"GetAtt": "ExecutionDeadLetterQueue.Arn"}
+    assert queue["VisibilityTimeout"] == worker["Timeout"]  # never redelivered while it still runs
+    source = worker["Events"]["Queue"]["Properties"]
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    mappings = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert len(mappings) == 1
+    rule = resources["ExecutionRequestedRule"]["Properties"]
+    assert rule["EventPattern"] == {"detail-type": ["ExecutionRequested"]}
+    assert [t["Arn"] for t in rule["Targets"]] == [{"GetAtt": "ExecutionQueue.Arn"}]
+
+
+def test_the_results_bucket_is_private_encrypted_and_expires_what_it_holds() -> None:
+    bucket = load_template()["Resources"]["ResultsBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    expiring = [r for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
+    assert expiring and expiring[0]["Status"] == "Enabled"
 
 
 def test_table_has_ttl_recovery_and_encryption() -> None:
@@ -148,7 +184,11 @@ def test_the_reaper_runs_every_minute_off_the_api(translated: dict[str, Any]) ->
     (reaper,) = scheduled_functions()
     assert (reaper.function, reaper.schedule) == ("ReaperFunction", "rate(1 minute)")
     assert 30 <= reaper.timeout_seconds < 60  # done before the next run starts
-    rules = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    rules = [
+        r
+        for r in translated["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in r["Properties"]
+    ]
     assert [r["Properties"]["ScheduleExpression"] for r in rules] == ["rate(1 minute)"]
     assert "ReaperFunction" in json.dumps(rules[0]["Properties"]["Targets"])
     # No route reaches it; the local gateway still builds the API's routes alone.
@@ -157,7 +197,7 @@ def test_the_reaper_runs_every_minute_off_the_api(translated: dict[str, Any]) ->
 
 def test_the_live_session_index_is_sparse_and_keyed_by_expiry() -> None:
     definition = sessions_table_definition()
-    (index,) = definition["GlobalSecondaryIndexes"]
+    (index,) = [i for i in definition["GlobalSecondaryIndexes"] if i["IndexName"] == "LiveByExpiry"]
     assert index["IndexName"] == "LiveByExpiry"
     assert index["KeySchema"] == [
         {"AttributeName": "live_shard", "KeyType": "HASH"},

@@ -8,12 +8,20 @@ from typing import Any, cast
 
 import boto3
 
+from sandbox_gateway.adapters.aws_outbound import (
+    EventBridgeExecutionEvents,
+    S3ResultStore,
+    SqsExecutionQueue,
+    s3_client,
+)
+from sandbox_gateway.adapters.callbacks import CallbackGuard, HttpCallbackSender
 from sandbox_gateway.adapters.docker import DockerSandboxProvider
 from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
 from sandbox_gateway.adapters.e2b import E2BSandboxProvider
-from sandbox_gateway.adapters.idempotency import IdempotentCreate
+from sandbox_gateway.adapters.execution_store import DynamoDBExecutionStore
+from sandbox_gateway.adapters.idempotency import IdempotentRequests
 from sandbox_gateway.adapters.secrets import e2b_api_key_source
-from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
+from sandbox_gateway.adapters.tenants import DynamoDBTenantStore, TenantCallbackSecrets
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.config import get_settings
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
@@ -21,6 +29,7 @@ from sandbox_gateway.ports import SandboxProvider, SessionRepository
 from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.executions import ExecutionService
 from sandbox_gateway.services.files import FileService
+from sandbox_gateway.services.orchestration import AsyncPorts, ExecutionOrchestrator
 from sandbox_gateway.services.reaper import OrphanSweep, ReaperService, StillLive
 from sandbox_gateway.services.sessions import SessionService
 from sandbox_gateway.services.tenants import TenantLedger, default_quotas
@@ -75,11 +84,80 @@ def session_repository() -> SessionRepository:
 
 
 @cache
-def idempotent_create() -> IdempotentCreate:
+def idempotent(operation: str) -> IdempotentRequests:
+    """Idempotency-Key records of one route: "create-session", "execute", "write-file"."""
     settings = get_settings()
     client = boto3.client("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
     time_dynamodb_calls(client)
-    return IdempotentCreate(settings.table_name, client)
+    return IdempotentRequests(settings.table_name, client, operation)
+
+
+def idempotent_create() -> IdempotentRequests:
+    return idempotent("create-session")
+
+
+@cache
+def aws_client(service: str) -> Any:
+    """SQS, EventBridge and S3: AWS_ENDPOINT_URL points them at the local stack's moto."""
+    return boto3.client(service, endpoint_url=get_settings().aws_endpoint_url)
+
+
+@cache
+def execution_store() -> DynamoDBExecutionStore:
+    return DynamoDBExecutionStore(sessions_table(), get_settings().execution_retention_seconds)
+
+
+@cache
+def result_store() -> S3ResultStore | None:
+    settings = get_settings()
+    if not settings.results_bucket:
+        return None
+    # Path-style URLs locally: a presigned URL must name 127.0.0.1, not <bucket>.127.0.0.1.
+    client = s3_client(settings.aws_endpoint_url)
+    return S3ResultStore(client, settings.results_bucket, settings.result_url_seconds)
+
+
+@cache
+def callback_guard() -> CallbackGuard:
+    return CallbackGuard(allow_loopback=get_settings().callback_allow_loopback)
+
+
+@cache
+def async_ports() -> AsyncPorts | None:
+    """None unless queue, bus and bucket are all configured: async is all or nothing."""
+    settings = get_settings()
+    if not (settings.execution_queue_url and settings.event_bus_name and settings.results_bucket):
+        return None
+    return AsyncPorts(
+        queue=SqsExecutionQueue(aws_client("sqs"), settings.execution_queue_url),
+        events=EventBridgeExecutionEvents(aws_client("events"), settings.event_bus_name),
+        callbacks=HttpCallbackSender(
+            callback_guard(),
+            attempts=settings.callback_attempts,
+            timeout_seconds=settings.callback_timeout_seconds,
+        ),
+        secrets=callback_secrets(),
+    )
+
+
+@cache
+def callback_secrets() -> TenantCallbackSecrets:
+    return TenantCallbackSecrets(tenant_store())
+
+
+@cache
+def orchestrator() -> ExecutionOrchestrator:
+    return ExecutionOrchestrator(
+        execution_service(),
+        session_service(),
+        catalogue(),
+        execution_store(),
+        result_store(),
+        settings=get_settings(),
+        async_ports=async_ports(),
+        tenants=tenant_store(),
+        check_callback_url=callback_guard().check_syntax,
+    )
 
 
 @cache
@@ -160,7 +238,14 @@ def reset(*, keep_overrides: bool = False) -> None:
         providers,
         catalogue,
         session_repository,
-        idempotent_create,
+        idempotent,
+        aws_client,
+        execution_store,
+        result_store,
+        callback_guard,
+        async_ports,
+        callback_secrets,
+        orchestrator,
         e2b_provider,
         docker_provider,
         session_service,

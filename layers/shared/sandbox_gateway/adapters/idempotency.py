@@ -1,5 +1,6 @@
-"""Idempotent session creation: a retried create with the same Idempotency-Key gets the first
-answer back instead of a second sandbox (Powertools idempotency, stored in the sessions table)."""
+"""Idempotency-Key on the routes that change something (create session, execute, write file): a
+retry with the same key gets the first answer back instead of a second side effect (Powertools
+idempotency, stored in the sessions table)."""
 
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ class _LockContext:
         return getattr(self._context, name)
 
 
-class IdempotentCreate:
-    """Runs a create at most once per (tenant, Idempotency-Key) within a day.
+class IdempotentRequests:
+    """Runs one operation (a route) at most once per (tenant, Idempotency-Key) within a day.
 
     The in-flight record expires (so a crashed create does not block its key for a day), and
     once it has, a retry may run the create again. So the create is fenced: it must commit before
@@ -63,7 +64,8 @@ class IdempotentCreate:
     instead of leaving a second live session next to the retry's.
     """
 
-    def __init__(self, table_name: str, client: Any) -> None:
+    def __init__(self, table_name: str, client: Any, operation: str = "create-session") -> None:
+        self._operation = operation  # keys of different routes never meet
         self._persistence = DynamoDBPersistenceLayer(
             table_name=table_name,
             boto3_client=client,
@@ -101,7 +103,7 @@ class IdempotentCreate:
             data_keyword_argument="request",
             persistence_store=self._persistence,
             config=self._config,
-            key_prefix="create-session",
+            key_prefix=self._operation,
         )
         def create_once(request: dict[str, Any]) -> dict[str, Any]:
             if deadline is None:

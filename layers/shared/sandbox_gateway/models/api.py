@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from sandbox_gateway.models.environment import Environment
 from sandbox_gateway.models.execution import ExecutionOutcome
@@ -62,10 +62,23 @@ class KeepAliveRequest(_Request):
 
 
 class ExecuteRequest(_Request):
-    session_id: SessionId
+    session_id: SessionId | None = Field(default=None, description="the session to run in")
+    environment: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description='mode "async" only, instead of session_id: run in a one-off session of this '
+        "environment, closed when the execution ends",
+    )
     code: str
     language: Annotated[str, StringConstraints(max_length=32)] | None = None
-    timeout_seconds: int | None = Field(default=None, ge=1, le=300)
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=900, description="at most 25 s for sync; async: the worker's limit"
+    )
+    mode: Literal["sync", "async"] = Field(
+        default="sync", description='"async": answer 202 at once; fetch GET /api/executions/{id}'
+    )
+    callback_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
+        default=None, description='mode "async" only: an https URL the signed result is POSTed to'
+    )
     # repr=False: values are often secrets, and a request model's repr reaches debug logs.
     envs: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict, repr=False
@@ -75,6 +88,16 @@ class ExecuteRequest(_Request):
     @classmethod
     def _few_envs(cls, value: dict[str, str]) -> dict[str, str]:
         return _bounded_map(value, MAX_ENVS, "envs")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ExecuteRequest:
+        if (self.session_id is None) == (self.environment is None):
+            raise ValueError("give exactly one of session_id and environment")
+        if self.mode == "sync" and self.environment is not None:
+            raise ValueError('environment (a one-off session) needs "mode": "async"; give a session_id')
+        if self.mode == "sync" and self.callback_url is not None:
+            raise ValueError('callback_url needs "mode": "async"')
+        return self
 
 
 class WriteFileRequest(_Request):
@@ -170,6 +193,7 @@ class ExecuteResponse(BaseModel):
     truncated: bool = False
     duration_ms: float
     sandbox_duration_ms: float
+    execution_id: str | None = Field(default=None, description="GET /api/executions/{id} reads it again")
 
     @classmethod
     def from_domain(
@@ -274,3 +298,53 @@ class UsageResponse(BaseModel):
     active_sessions: int
     quotas: QuotasResponse
     days: list[UsageDayResponse] = Field(description="days with any usage, oldest first")
+
+
+class ExecutionQueuedResponse(BaseModel):
+    execution_id: str
+    status: str = Field(description="queued (or the state it has reached, on an Idempotency-Key replay)")
+    session_id: str | None = None
+    environment: str | None = None
+    href: str = Field(description="where to fetch the execution: /api/executions/{execution_id}")
+
+
+class ExecutionFailureResponse(BaseModel):
+    code: str
+    message: str
+
+
+class ExecutionResponse(BaseModel):
+    execution_id: str
+    status: str = Field(description="queued | running | succeeded | failed | timed_out")
+    mode: str = Field(description="sync | async")
+    source: str = Field(description="api | sqs | events")
+    session_id: str | None = None
+    environment: str | None = None
+    language: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    failure: ExecutionFailureResponse | None = Field(
+        default=None, description="why the gateway could not run it (an error code of this API)"
+    )
+    result: dict[str, Any] | None = Field(
+        default=None, description="once finished: the body a synchronous execute answers, when small"
+    )
+    result_url: str | None = Field(
+        default=None,
+        description="a large result: a presigned URL to that body, valid until result_url_expires_at",
+    )
+    result_url_expires_at: str | None = None
+    result_bytes: int | None = None
+    callback: dict[str, Any] | None = Field(
+        default=None, description="the callback's delivery: status, attempts"
+    )
+
+
+class ExecutionListResponse(BaseModel):
+    executions: list[ExecutionResponse]
+    next_token: str | None = None
+
+
+class CallbackSecretResponse(BaseModel):
+    secret: str = Field(description="HMAC-SHA256 key of the Sandbox-Gateway-Signature header")

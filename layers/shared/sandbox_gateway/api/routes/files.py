@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
 from sandbox_gateway import wiring
@@ -39,6 +39,14 @@ FILE_ERRORS = (
     errors.FileNotFound,
     *SANDBOX_CALL,
 )
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="1-128 printable ASCII characters; a retry with the same key and body gets the "
+        "first answer (for 24 hours) instead of writing again",
+    ),
+]
 # `{file_path+}` in API Gateway: the rest of the URL path, slashes included (api/resolver.py).
 FilePath = Annotated[
     str, Path(description="absolute, or relative to the workspace; may contain slashes", max_length=4096)
@@ -114,16 +122,38 @@ def raw_bytes_response(data: bytes) -> Response[Any]:
     summary="Write a file (content in base64), creating its directories",
     tags=TAGS,
     responses=responses(
-        HTTPStatus.CREATED, "Written", errors.InvalidContent, errors.QuotaExceeded, *FILE_ERRORS, body=True
+        HTTPStatus.CREATED,
+        "Written (or the first answer to this Idempotency-Key)",
+        errors.InvalidContent,
+        errors.QuotaExceeded,
+        errors.IdempotencyKeyInUse,
+        errors.IdempotencyKeyReused,
+        *FILE_ERRORS,
+        body=True,
     ),
 )
-def write_file(request: WriteFileRequest) -> FileWrittenResponse:
+def write_file(
+    request: WriteFileRequest, idempotency_key: IdempotencyKey = None
+) -> Response[FileWrittenResponse]:
     logger.append_keys(session_id=request.session_id)
-    entry = wiring.file_service().write(
-        current_request().tenant_for(SCOPE), request.session_id, request.file_path, request.content
-    )
-    metrics.add_metric(name="FilesWritten", unit=MetricUnit.Count, value=1)
-    return FileWrittenResponse(session_id=request.session_id, path=entry.path, size=entry.size or 0)
+    tenant = current_request().tenant_for(SCOPE)
+
+    def write() -> dict[str, Any]:
+        entry = wiring.file_service().write(tenant, request.session_id, request.file_path, request.content)
+        metrics.add_metric(name="FilesWritten", unit=MetricUnit.Count, value=1)
+        return FileWrittenResponse(
+            session_id=request.session_id, path=entry.path, size=entry.size or 0
+        ).model_dump()
+
+    if idempotency_key is None:
+        body = write()
+    else:
+        # The body's content is part of the key's fingerprint: another content is a 422, not a replay.
+        payload = request.model_dump(mode="json")
+        body = wiring.idempotent("write-file").run(
+            tenant, idempotency_key, payload, write, router.lambda_context
+        )
+    return json_response(HTTPStatus.CREATED, FileWrittenResponse.model_validate(body))
 
 
 @router.delete(
