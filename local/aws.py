@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from sandbox_gateway.adapters.aws_outbound import COMPLETED, EVENT_SOURCE, FAILED
 
 from local.template import (
     BucketDefinition,
@@ -40,10 +39,16 @@ FAKE_AWS = {
     "AWS_REGION": "us-east-1",
 }
 LOCAL_STAGE = "local"
-# Completion events, as the service publishes them, are copied to this queue, local only, so
-# developers and tests can read them.
+# Completion events, as adapters/aws_outbound.py publishes them (a unit test holds the two
+# together), are copied to this queue, local only, so developers and tests can read them.
+# Not imported from there: `make dev`'s function processes are spawned and import local.dev (so
+# this module) before their environment is set, and aws_outbound would build Powertools' logger
+# and metrics then, without their service name and namespace (every metric flush then raises).
 COMPLETIONS_QUEUE = "sandbox-gateway-completions-local"
-COMPLETIONS_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [COMPLETED, FAILED]}
+COMPLETIONS_PATTERN = {
+    "source": ["sandbox-gateway"],
+    "detail-type": ["ExecutionCompleted", "ExecutionFailed"],
+}
 
 
 def aws_client(service: str, endpoint_url: str) -> Any:

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
+from sandbox_gateway.adapters.aws_outbound import COMPLETED, EVENT_SOURCE, FAILED
 from sandbox_gateway.config import Settings
 from sandbox_gateway.models.messages import DETAIL_TYPE
 
 from local.aws import (
+    COMPLETIONS_PATTERN,
     LocalAwsResources,
     bucket_requests,
     failed_message_ids,
@@ -23,6 +28,7 @@ from local.aws import (
 from local.moto_server import sqs_long_poll
 from local.stack import TABLE_NAME, resource_environment
 from local.template import (
+    ROOT,
     BucketDefinition,
     RedrivePolicy,
     bucket_definitions,
@@ -128,6 +134,10 @@ def test_a_bucket_property_the_local_stack_cannot_create_is_an_error() -> None:
 
     with pytest.raises(ValueError, match="VersioningConfiguration"):
         bucket_requests(bucket, "other-local")
+
+
+def test_the_completions_rule_matches_the_events_the_service_publishes() -> None:
+    assert COMPLETIONS_PATTERN == {"source": [EVENT_SOURCE], "detail-type": [COMPLETED, FAILED]}
 
 
 def test_local_names() -> None:
@@ -306,3 +316,17 @@ def test_a_receive_without_a_wait_is_a_short_poll_even_on_a_queue_with_a_default
 )
 def test_other_requests_pass_through_unchanged(environ: dict[str, str], body: bytes) -> None:
     assert sqs_long_poll(environ, body) is None
+
+
+def test_make_dev_builds_no_powertools_objects_before_a_function_sets_its_environment() -> None:
+    # The function processes are spawned and import local.dev first (multiprocessing's __mp_main__);
+    # a logger or metrics object built then has no service name or namespace, and every metric
+    # flush of that process raises.
+    check = "import sys, local.dev; print('sandbox_gateway.observability' in sys.modules)"
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared"), str(ROOT)])}
+
+    imported = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, env=environment, capture_output=True, text=True, check=True
+    )
+
+    assert imported.stdout.strip() == "False"
