@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from local.aws import COMPLETIONS_QUEUE, LocalAwsResources, QueuePoller, aws_client, create_resources
-from local.stack import AwsPortInUse, dynamodb_server
+from local.stack import AwsPortInUse, dynamodb_server, running_stack
 from local.template import queue_definitions
 
 LAMBDA_SQS_RECORD_KEYS = {
@@ -353,3 +353,42 @@ def test_a_long_poll_of_an_empty_queue_waits_its_time(sqs: Any, resources: Local
 
     assert "Messages" not in answer
     assert 0.9 < time.monotonic() - started < 3.0
+
+
+# --- the whole stack: the poller feeds the real worker -----------------------------------------
+def test_the_stack_runs_queued_and_event_triggered_executions_and_dead_letters_a_poison_message() -> None:
+    with running_stack(port=0, aws_port=0, concurrency=2) as stack:
+        assert stack.aws_url and stack.queue_url and stack.dead_letter_queue_url and stack.event_bus_name
+        assert stack.completions_queue_url and stack.results_bucket
+        sqs = aws_client("sqs", stack.aws_url)
+        request = {"tenant_id": stack.tenant_id, "environment": "e2b-python", "code": "print(6 * 7)"}
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(request))
+        aws_client("events", stack.aws_url).put_events(
+            Entries=[
+                {
+                    "EventBusName": stack.event_bus_name,
+                    "Source": "tests.local-poller",
+                    "DetailType": "ExecutionRequested",
+                    "Detail": json.dumps({**request, "code": "print(1 + 1)"}),
+                }
+            ]
+        )
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody="not a message the worker takes")
+
+        completions: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while len(completions) < 2 and time.monotonic() < deadline:
+            answer = sqs.receive_message(
+                QueueUrl=stack.completions_queue_url, WaitTimeSeconds=2, MaxNumberOfMessages=10
+            )
+            completions += [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+        assert sorted(c["detail"]["source"] for c in completions) == ["events", "sqs"]
+        for completion in completions:
+            assert completion["detail-type"] == "ExecutionCompleted"
+            assert completion["detail"]["status"] == "succeeded"
+            assert completion["detail"]["tenant_id"] == stack.tenant_id
+
+        eventually(lambda: count(sqs, stack.dead_letter_queue_url or "") == 1, timeout=30)
+        (poison,) = receive_all(sqs, stack.dead_letter_queue_url)
+        assert poison["Body"] == "not a message the worker takes"
+        assert count(sqs, stack.queue_url) == 0
