@@ -39,6 +39,7 @@ from local.template import (
     cors_configuration,
     http_api_authorizers,
     http_api_routes,
+    own_environment,
 )
 
 logger = logging.getLogger("local.gateway")
@@ -123,14 +124,18 @@ class FunctionPools:
                     max_workers=self._concurrency,
                     mp_context=get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(self._environment, self._log_path),
+                    initargs=(self._environment_of(function), self._log_path),
                 )
             return self._pools[function]
 
     def warm(self, routes: list[Route]) -> None:
         """Import each function once so the first request does not pay the cold start."""
         for route in {r.function: r for r in routes}.values():
-            self._pool(route.function).submit(_init_worker, self._environment, self._log_path).result()
+            environment = self._environment_of(route.function)
+            self._pool(route.function).submit(_init_worker, environment, self._log_path).result()
+
+    def _environment_of(self, function: str) -> dict[str, str]:
+        return {**self._environment, **own_environment(function)}
 
     def shutdown(self) -> None:
         for pool in self._pools.values():

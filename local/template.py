@@ -242,6 +242,15 @@ def function_environment(template: dict[str, Any] | None = None) -> dict[str, st
     return {name: str(value) for name, value in variables.items() if isinstance(value, str | int)}
 
 
+def own_environment(function: str, template: dict[str, Any] | None = None) -> dict[str, str]:
+    """A function's own environment variables whose values are literals; deployed, they win over
+    the Globals' (the worker's larger output limits, for instance)."""
+    template = template or load_template()
+    resource = template["Resources"].get(function) or {}
+    variables = (resource.get("Properties") or {}).get("Environment", {}).get("Variables", {})
+    return {name: str(value) for name, value in variables.items() if isinstance(value, str | int)}
+
+
 def sessions_table_definition(template: dict[str, Any] | None = None) -> dict[str, Any]:
     props = (template or load_template())["Resources"]["SessionsTable"]["Properties"]
     keys = ("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")

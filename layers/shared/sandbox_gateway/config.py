@@ -68,8 +68,9 @@ class Settings(BaseModel):
     # The worker's own timeout bounds an async execution (template.yaml: WorkerTimeoutSeconds),
     # less WORKER_MARGIN_SECONDS for the sandbox's start, the result's upload and callbacks.
     worker_timeout_seconds: int = Field(default=720, ge=120, le=900)
-    # An async result may be this large (JSON bytes); above INLINE_RESULT_MAX_BYTES it lives in S3.
-    async_result_max_bytes: int = Field(default=32 * 1024 * 1024, ge=10_000, le=256 * 1024 * 1024)
+    # An async result may be this large (JSON bytes; stdout and stderr get a quarter each); above
+    # INLINE_RESULT_MAX_BYTES it lives in S3.
+    async_result_max_bytes: int = Field(default=64 * 1024 * 1024, ge=10_000, le=256 * 1024 * 1024)
     inline_result_max_bytes: int = Field(default=256 * 1024, ge=1024, le=350 * 1024)
     result_url_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)  # presigned URLs
     execution_retention_seconds: int = Field(default=7 * 24 * 3600, ge=3600)
