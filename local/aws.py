@@ -345,9 +345,9 @@ class QueuePoller:
             if not self._slots.acquire(timeout=self._idle):  # every batch slot is busy
                 continue
             try:
-                # Short polls, with a pause when the queue is empty: the moto server runs one
-                # request at a time (local/moto_server.py), and a long poll would hold that lock,
-                # and with it every DynamoDB call of the stack, for its whole wait.
+                # Short polls, with a pause when the queue is empty: moto's own long poll waits
+                # inside the request, and the stack's server runs one request at a time. (It cuts
+                # clients' long polls into short ones too, but this does not rely on that.)
                 messages = self._sqs.receive_message(
                     QueueUrl=self._queue_url,
                     MaxNumberOfMessages=self._batch_size,
@@ -392,27 +392,29 @@ class QueuePoller:
         failed = set(ids) if failed is None else failed
         done = [m for m in messages if m["MessageId"] not in failed]
         again = [m for m in messages if m["MessageId"] in failed]
-        try:
-            self._delete(done)
-            self._retry(again)
-        except Exception:
-            if not self._stop.is_set():
-                logger.exception("settling a batch on %s failed", self._queue_url)
+        # A message not settled here is received again after the queue's VisibilityTimeout.
+        deleted = self._settle("delete_message_batch", done, {})
+        self._settle("change_message_visibility_batch", again, {"VisibilityTimeout": self._retry_delay})
         with self._lock:
             self.batches += 1
-            self.deleted += len(done)
+            self.deleted += deleted
             self.failed_items += len(again)
             self.failed_batches += int(whole_batch)
 
-    def _delete(self, messages: list[dict[str, Any]]) -> None:
-        if messages:
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-            self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
-
-    def _retry(self, messages: list[dict[str, Any]]) -> None:
-        if messages:
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._retry_delay}
-                for i, m in enumerate(messages)
-            ]
-            self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
+    def _settle(self, operation: str, messages: list[dict[str, Any]], extra: dict[str, Any]) -> int:
+        """Deletes the messages or changes their visibility; returns how many succeeded."""
+        if not messages:
+            return 0
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], **extra} for i, m in enumerate(messages)
+        ]
+        call = getattr(self._sqs, operation)
+        try:
+            failed = call(QueueUrl=self._queue_url, Entries=entries).get("Failed", [])
+        except Exception:
+            if not self._stop.is_set():
+                logger.exception("%s on %s failed", operation, self._queue_url)
+            return 0
+        if failed:
+            logger.warning("%s on %s: %d entries failed: %s", operation, self._queue_url, len(failed), failed)
+        return len(messages) - len(failed)
