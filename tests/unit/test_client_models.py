@@ -37,6 +37,11 @@ COMPONENT_OF: dict[type[BaseModel], str] = {
     models.Usage: "UsageResponse",
     models.Quotas: "QuotasResponse",
     models.UsageDay: "UsageDayResponse",
+    models.QueuedExecution: "ExecutionQueuedResponse",
+    models.ExecutionRecord: "ExecutionResponse",
+    models.ExecutionFailure: "ExecutionFailureResponse",
+    models.ExecutionPage: "ExecutionListResponse",
+    models.CallbackSecret: "CallbackSecretResponse",
 }
 CLIENT_TO_COMPONENT = {model.__name__: component for model, component in COMPONENT_OF.items()}
 
@@ -104,11 +109,34 @@ REQUESTS: dict[str, tuple[Callable[[Gateway, Session], object], str]] = {
         "CreateSessionRequest",
     ),
     "run": (
-        lambda _, s: s.run("1", language="python", timeout_seconds=5, envs={"A": "1"}),
+        lambda _, s: s.run("1", language="python", timeout_seconds=5, envs={"A": "1"}, idempotency_key="k"),
+        "ExecuteRequest",
+    ),
+    "session.submit": (
+        lambda _, s: s.submit(
+            "1",
+            language="python",
+            timeout_seconds=600,
+            envs={"A": "1"},
+            callback_url="https://hooks.example.com/done",
+            idempotency_key="k",
+        ),
+        "ExecuteRequest",
+    ),
+    "gateway.submit": (
+        lambda gw, _: gw.submit(
+            "1",
+            environment="e2b-python",
+            language="python",
+            timeout_seconds=600,
+            envs={"A": "1"},
+            callback_url="https://hooks.example.com/done",
+            idempotency_key="k",
+        ),
         "ExecuteRequest",
     ),
     "keep_alive": (lambda _, s: s.keep_alive(600), "KeepAliveRequest"),
-    "files.write": (lambda _, s: s.files.write("a.txt", b"a"), "WriteFileRequest"),
+    "files.write": (lambda _, s: s.files.write("a.txt", b"a", idempotency_key="k"), "WriteFileRequest"),
 }
 
 

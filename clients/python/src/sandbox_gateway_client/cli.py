@@ -39,7 +39,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sandbox_gateway_client import Execution, Gateway, GatewayError, Session, Usage
+from sandbox_gateway_client import Execution, ExecutionRecord, Gateway, GatewayError, Session, Usage
 
 EXIT_OK = 0
 EXIT_CODE_RAISED = 1
@@ -48,6 +48,7 @@ EXIT_API_ERROR = 3
 EXIT_TIMEOUT = 124  # as timeout(1)
 EXIT_OOM = 137  # as a process killed by SIGKILL, which is what the OOM killer does
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_PENDING = 75  # EX_TEMPFAIL: `sgw execution wait` gave up while it still runs; waiting again may help
 
 EXIT_CODES_HELP = """\
 [bold]Exit codes[/bold]
@@ -55,6 +56,7 @@ EXIT_CODES_HELP = """\
 2 bad command line, no gateway URL, a local file that cannot be read or written
 3 the gateway answered an error (`error: <code>: <message>` on stderr) or could not be reached
 124 the code timed out · 137 it ran out of memory · 130 interrupted (Ctrl-C)
+75 `sgw execution wait`: still queued or running when --timeout ran out
 
 URL and key: --url / --api-key, or the environment variables SGW_URL / SGW_API_KEY.
 """
@@ -108,6 +110,14 @@ session_app = typer.Typer(
 files_app = typer.Typer(
     help="Move files in and out of a session's sandbox.", no_args_is_help=True, epilog=EXIT_CODES_HELP
 )
+execution_app = typer.Typer(
+    help="Follow executions (`sgw run --async` queues one): show one, wait for its result.",
+    no_args_is_help=True,
+    epilog=EXIT_CODES_HELP,
+)
+callbacks_app = typer.Typer(
+    help="The secret that signs this tenant's completion callbacks.", no_args_is_help=True
+)
 admin_app = typer.Typer(
     help="Operators: API keys, quotas and every tenant's usage, straight in the DynamoDB table "
     "(AWS credentials, or the local stack's endpoint). Needs the service package: the project's venv.",
@@ -118,6 +128,8 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 quotas_app = typer.Typer(help="A tenant's quota overrides.", no_args_is_help=True, epilog=ADMIN_HELP)
 app.add_typer(session_app, name="session")
 app.add_typer(files_app, name="files")
+app.add_typer(execution_app, name="execution")
+app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(admin_app, name="admin")
 admin_app.add_typer(keys_app, name="keys")
 admin_app.add_typer(quotas_app, name="quotas")
@@ -648,11 +660,16 @@ def _strip_ansi_unless_terminal(text: str) -> str:
     return text if sys.stderr.isatty() else _ANSI.sub("", text)
 
 
-def _report_execution(options: Options, execution: Execution, save_dir: Path | None) -> int:
+def _report_execution(
+    options: Options, execution: Execution, save_dir: Path | None, shown: dict[str, Any] | None = None
+) -> int:
+    """Print an execution as `sgw run` does and return its exit code; `shown` is the JSON document
+    to print instead of the execution's own (an execution record around it)."""
     saver = _ResultSaver(save_dir)
     texts = _handle_results(execution, saver)
     if options.json:
-        _print_json(_jsonable(execution) | {"saved_files": saver.saved, "save_errors": saver.failures})
+        document = shown if shown is not None else _jsonable(execution)
+        _print_json(document | {"saved_files": saver.saved, "save_errors": saver.failures})
     else:
         _write_raw("stdout", execution.stdout)
         _write_raw("stderr", execution.stderr)
@@ -729,6 +746,33 @@ def run(
         list[str] | None,
         typer.Option("--env", help="KEY=VALUE for this execution only, repeatable.", show_default=False),
     ] = None,
+    asynchronous: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="Queue it and print its execution id at once; `sgw execution wait ID` gives the "
+            "result. Without --session it runs in a one-off session the gateway opens and closes. "
+            "--timeout may then go up to the worker's limit (minutes).",
+        ),
+    ] = False,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(
+            "--callback-url",
+            help="With --async: an https URL the finished execution is POSTed to, signed "
+            "(see `sgw callbacks secret`).",
+            show_default=False,
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="With --session or --async: the same key and code within 24 h give the first "
+            "answer instead of running the code again.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a file (or stdin) and print its stdout and stderr as they are.
 
@@ -739,14 +783,197 @@ def run(
     options = _options(ctx)
     if session_id is not None and (environment is not None or provider is not None):
         raise typer.BadParameter("--environment/--provider apply to a new session, not to --session")
+    if not asynchronous:
+        if callback_url is not None:
+            raise typer.BadParameter("--callback-url needs --async")
+        if idempotency_key is not None and session_id is None:
+            # A session of its own is new on every attempt: the key would never match a first run.
+            raise typer.BadParameter("--idempotency-key needs --session or --async")
+    elif provider is not None:
+        raise typer.BadParameter(
+            "--provider does not apply to --async (its one-off session takes --environment)"
+        )
+    elif save_results is not None:
+        raise typer.BadParameter("--save-results applies to `sgw execution wait`, not to --async")
     envs = _key_values(env, "--env")
     code = _read_code(source)
     language = language or _infer_language(source)
+    if asynchronous:
+        _submit(
+            options,
+            code,
+            session_id=session_id,
+            environment=environment,
+            language=language,
+            timeout=timeout,
+            envs=envs,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+        )
+        return
     with _reporting(options):
         gw = options.gateway()
         with _session_for_run(gw, session_id, environment, provider) as session, _spinner("Running…"):
-            execution = session.run(code, language=language, timeout_seconds=timeout, envs=envs)
+            execution = session.run(
+                code, language=language, timeout_seconds=timeout, envs=envs, idempotency_key=idempotency_key
+            )
     raise typer.Exit(_report_execution(options, execution, save_results))
+
+
+def _submit(
+    options: Options,
+    code: str,
+    *,
+    session_id: str | None,
+    environment: str | None,
+    language: str | None,
+    timeout: int | None,
+    envs: dict[str, str] | None,
+    callback_url: str | None,
+    idempotency_key: str | None,
+) -> None:
+    given: dict[str, Any] = {
+        "language": language,
+        "timeout_seconds": timeout,
+        "envs": envs,
+        "callback_url": callback_url,
+        "idempotency_key": idempotency_key,
+    }
+    with _reporting(options):
+        gw = options.gateway()
+        if session_id is not None:
+            queued = gw.session(session_id).submit(code, **given)
+        else:
+            queued = gw.submit(code, environment=environment or "e2b-python", **given)
+    if options.json:
+        _print_json(queued)
+        return
+    typer.echo(queued.execution_id)
+    typer.echo(f"{queued.status}; its result: sgw execution wait {queued.execution_id}", err=True)
+
+
+# --- executions -----------------------------------------------------------------------------
+
+RECORD_EXIT_CODES = {"succeeded": EXIT_OK, "timed_out": EXIT_TIMEOUT}  # failed: EXIT_CODE_RAISED
+
+
+def _record_rows(record: ExecutionRecord) -> dict[str, Any]:
+    """A record as shown in a table: the result as its status (`sgw execution wait` prints it)."""
+    rows = _jsonable(record)
+    result = rows.pop("result")
+    rows["result"] = result.get("status") if isinstance(result, dict) else None
+    return rows
+
+
+@execution_app.command("get")
+def execution_get(ctx: typer.Context, execution_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Show an execution as of now: its status, times, failure and where its result is."""
+    options = _options(ctx)
+    with _reporting(options):
+        record = options.gateway().get_execution(execution_id)
+    _print_info(options, record if options.json else _record_rows(record))
+
+
+@execution_app.command("wait", epilog=EXIT_CODES_HELP)
+def execution_wait(
+    ctx: typer.Context,
+    *,
+    execution_id: Annotated[str, typer.Argument(metavar="ID")],
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", "-t", help="Give up after this many seconds (exit 75); default: no limit.", min=0
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", help="Seconds between two looks.", min=0.1)
+    ] = 1.0,
+    save_results: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-results",
+            "-o",
+            help="Directory for image and other file results, as `sgw run`'s.",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Wait until an execution is finished, then print its output and exit as `sgw run` would.
+
+    A large result is downloaded from its presigned URL. An execution the gateway could not run
+    (its session ended, a quota) exits 3 with its error code.
+    """
+    options = _options(ctx)
+    with _reporting(options):
+        try:
+            with _spinner(f"Waiting for {execution_id}…"):
+                record = options.gateway().wait(
+                    execution_id, timeout=timeout, poll_interval=poll_interval, fetch=True
+                )
+        except TimeoutError as exc:
+            if options.json:
+                _print_json({"error": {"code": "still_running", "message": str(exc)}})
+            _fail(f"error: {exc}", EXIT_PENDING)
+    shown = _jsonable(record)
+    execution = record.execution
+    if execution is None:  # no output to show
+        if options.json:
+            _print_json(shown)
+        if record.failure is not None:  # the gateway could not run it, as `sgw run` reports an API error
+            _fail(f"error: {record.failure.code}: {record.failure.message}", EXIT_API_ERROR)
+        typer.echo(f"warning: execution {record.status}, but its result is no longer stored", err=True)
+        raise typer.Exit(RECORD_EXIT_CODES.get(record.status, EXIT_CODE_RAISED))
+    raise typer.Exit(_report_execution(options, execution, save_results, shown=shown))
+
+
+@app.command("executions")
+def executions_command(
+    ctx: typer.Context,
+    *,
+    session_id: Annotated[str, typer.Argument(metavar="SESSION_ID")],
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="At most this many, newest first; 0 for all.", min=0)
+    ] = 50,
+) -> None:
+    """List a session's executions, newest first (`sgw execution wait ID` prints one's output)."""
+    options = _options(ctx)
+    with _reporting(options):
+        found = options.gateway().session(session_id).executions(limit=limit or None)
+    if options.json:
+        _print_json(found)
+        return
+    table = _table("EXECUTION", "STATUS", "MODE", "SOURCE", "LANGUAGE", "CREATED", "FINISHED")
+    for record in found:
+        table.add_row(
+            record.execution_id,
+            record.status,
+            record.mode,
+            record.source,
+            _cell(record.language),
+            _cell(record.created_at),
+            _cell(record.finished_at),
+        )
+    _print_table(table)
+
+
+@callbacks_app.command("secret")
+def callbacks_secret(
+    ctx: typer.Context,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace it first: the old one stops signing at once.")
+    ] = False,
+) -> None:
+    """Print the key that signs callbacks (Sandbox-Gateway-Signature); check them with
+    sandbox_gateway_client.verify_signature."""
+    options = _options(ctx)
+    with _reporting(options):
+        gw = options.gateway()
+        secret = gw.rotate_callback_secret() if rotate else gw.callback_secret()
+    if options.json:
+        _print_json({"secret": secret})
+    else:
+        typer.echo(secret)
 
 
 # --- files ----------------------------------------------------------------------------------

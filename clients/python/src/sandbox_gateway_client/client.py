@@ -4,12 +4,17 @@ Retries: a 409 (the session is busy or starting, or a create with the same Idemp
 flight) and a 503 (the provider or storage is unavailable) are answered before anything ran, so
 they are retried after the server's `Retry-After`. A connection that fails before the request was
 sent is retried too; one that fails after is retried only when repeating the request is harmless:
-every call but `run` (a create carries an Idempotency-Key, so a repeat returns the first answer).
+every call but `run` (a create carries an Idempotency-Key, so a repeat returns the first answer;
+so does a `submit`, and a `run` or file write given an `idempotency_key`).
 
 A 429 is retried only when nothing ran and waiting can help: `quota_exceeded` with a `Retry-After`
 (the tenant is at its live-session limit; another session may end) after that delay, and API
 Gateway's own throttling answer (no error code) with backoff. A quota that waiting cannot change
 (lifetime, execution timeout, code or file size) raises `QuotaExceeded` at once.
+
+Async executions: `submit` answers at once with a `QueuedExecution`; `wait` polls the record until
+it is finished. A large result is a presigned URL, fetched without the API key (the URL is the
+credential, and the key must not travel to the storage service).
 """
 
 from __future__ import annotations
@@ -37,12 +42,16 @@ from sandbox_gateway_client.errors import (
     error_for_code,
 )
 from sandbox_gateway_client.models import (
+    CallbackSecret,
     Environment,
     EnvironmentList,
     Execution,
+    ExecutionPage,
+    ExecutionRecord,
     FileContent,
     FileEntry,
     FileList,
+    QueuedExecution,
     SessionInfo,
     SessionList,
     Usage,
@@ -57,6 +66,8 @@ BACKOFF_SECONDS = 0.5  # first wait when the server gave no Retry-After; doubles
 MAX_BACKOFF_SECONDS = 8.0
 RETRIED_STATUSES = frozenset({409, 429, 503})
 SESSIONS_PAGE_LIMIT = 100  # the largest page GET /api/sessions serves
+EXECUTIONS_PAGE_LIMIT = 100  # the largest page GET /api/sessions/{id}/executions serves
+POLL_INTERVAL_SECONDS = 1.0
 CHUNK_BYTES = 64 * 1024
 EXECUTE_TIMEOUT_MARGIN_SECONDS = 15.0  # an execute answers soon after its own timeout_seconds
 OCTET_STREAM = "application/octet-stream"
@@ -68,8 +79,9 @@ class Gateway:
     """A connection to one Sandbox Gateway: `Gateway("http://127.0.0.1:3000")`.
 
     `url` and `api_key` default to the environment variables `SGW_URL` and `SGW_API_KEY`.
-    `sleep` is how retries wait (tests pass their own). `on_retry(error, delay)` is told before
-    each wait (a connection that failed comes as `ConnectionFailed`), e.g. to say why nothing happens.
+    `sleep` is how retries and `wait` pause, `clock` how `wait` tells time (tests pass their own).
+    `on_retry(error, delay)` is told before each retry's wait (a connection that failed comes as
+    `ConnectionFailed`), e.g. to say why nothing happens.
     """
 
     def __init__(
@@ -81,6 +93,7 @@ class Gateway:
         max_retries: int = 3,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         on_retry: Callable[[GatewayError, float], None] | None = None,
     ) -> None:
         url = url or os.environ.get("SGW_URL")
@@ -99,12 +112,18 @@ class Gateway:
         self.timeout = timeout
         self.max_retries = max_retries
         self._sleep = sleep
+        self._clock = clock
         self._on_retry = on_retry
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        # Presigned result URLs: no base URL, and no Authorization (the URL is its own credential).
+        self._bare = httpx.Client(
+            headers={"User-Agent": headers["User-Agent"]}, timeout=timeout, transport=transport
+        )
 
     # --- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
         self._http.close()
+        self._bare.close()
 
     def __enter__(self) -> Self:
         return self
@@ -179,6 +198,106 @@ class Gateway:
         params = {name: _day(value) for name, value in (("since", since), ("until", until)) if value}
         return _parse(Usage, self._request("GET", "/api/usage", params=params))
 
+    def submit(
+        self,
+        code: str,
+        *,
+        environment: str = "e2b-python",
+        language: str | None = None,
+        timeout_seconds: int | None = None,
+        envs: dict[str, str] | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> QueuedExecution:
+        """Queue `code` to run in a one-off session of `environment`, which the worker opens and
+        closes; returns at once (`wait` follows it). See `Session.submit` for the arguments."""
+        body: dict[str, Any] = {"environment": environment, "code": code}
+        return self._submit(
+            body,
+            language=language,
+            timeout_seconds=timeout_seconds,
+            envs=envs,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+        )
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord:
+        """An execution as of now (any mode: a `run` is recorded too, under `Execution.execution_id`)."""
+        return _record(self._request("GET", _execution_path(execution_id)))
+
+    def wait(
+        self,
+        execution_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = POLL_INTERVAL_SECONDS,
+        fetch: bool = False,
+    ) -> ExecutionRecord:
+        """Poll the execution until it is finished (succeeded, failed or timed_out) and return it.
+
+        Raises `TimeoutError` when it is still queued or running after `timeout` seconds (None: no
+        limit). With `fetch`, a large result (`result_url`) is downloaded into `result`, so
+        `record.execution` is set whenever the code ran."""
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            record = self.get_execution(execution_id)
+            if record.finished:
+                return self.fetch_result(record) if fetch else record
+            left = None if deadline is None else deadline - self._clock()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"execution {execution_id} is still {record.status} after {timeout:g} s")
+            self._sleep(poll_interval if left is None else min(poll_interval, left))
+
+    def fetch_result(self, record: ExecutionRecord) -> ExecutionRecord:
+        """`record` with its large result downloaded from `result_url` into `result` (unchanged when
+        it has no `result_url`). The presigned URL gets no API key. An expired URL (403) is
+        replaced by a fresh one from the gateway, once."""
+        if record.result is not None or not record.result_url:
+            return record
+        try:
+            response = self._request("GET", record.result_url, http=self._bare)
+        except GatewayError as error:
+            if error.status != 403:
+                raise
+            record = self.get_execution(record.execution_id)
+            if record.result is not None or not record.result_url:
+                return record
+            response = self._request("GET", record.result_url, http=self._bare)
+        result = _parse(Execution, response)  # checks the shape before it becomes `result`
+        return record.model_copy(update={"result": result.model_dump(mode="json")})
+
+    def callback_secret(self) -> str:
+        """The key that signs this tenant's callbacks (check them with `verify_signature`)."""
+        return _parse(CallbackSecret, self._request("GET", "/api/callbacks/secret")).secret
+
+    def rotate_callback_secret(self) -> str:
+        """A new signing key, returned; the old one stops signing at once."""
+        # Not repeatable: a retry after a lost answer would rotate again, and the new key be lost.
+        response = self._request("POST", "/api/callbacks/secret", repeatable=False)
+        return _parse(CallbackSecret, response).secret
+
+    def _submit(
+        self,
+        body: dict[str, Any],
+        *,
+        language: str | None,
+        timeout_seconds: int | None,
+        envs: dict[str, str] | None,
+        callback_url: str | None,
+        idempotency_key: str | None,
+    ) -> QueuedExecution:
+        body["mode"] = "async"
+        optional = {"language": language, "timeout_seconds": timeout_seconds, "callback_url": callback_url}
+        body.update({name: value for name, value in optional.items() if value is not None})
+        if envs:
+            body["envs"] = envs
+        # One key for every attempt: a retry after a lost answer finds the execution already queued.
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        response = self._request("POST", "/api/e2b/execute", json=body, headers=headers)
+        return _parse(QueuedExecution, response)
+
     # --- one request, with retries ---------------------------------------------------------------
     def _request(
         self,
@@ -192,16 +311,19 @@ class Gateway:
         repeatable: bool = True,
         timeout: float | None = None,
         stream: bool = False,
+        http: httpx.Client | None = None,
     ) -> httpx.Response:
         """Send one request and return its successful response, or raise the typed error.
 
         `repeatable` says whether sending it twice is harmless (False only for an execute).
         `content` builds a fresh body for each attempt (an upload that reports its progress).
-        With `stream`, the caller reads and closes the returned response.
+        With `stream`, the caller reads and closes the returned response. `http` is another
+        client to send it with (the one without the API key, for a presigned URL).
         """
+        http = http or self._http
         attempt = 0
         while True:
-            request = self._http.build_request(
+            request = http.build_request(
                 method,
                 path,
                 json=json,
@@ -211,7 +333,7 @@ class Gateway:
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
             try:
-                response = self._http.send(request, stream=stream)
+                response = http.send(request, stream=stream)
             except httpx.UnsupportedProtocol as error:
                 raise ConnectionFailed(f"{self.url} is not an http(s) URL: {error}") from error
             except httpx.TransportError as error:
@@ -285,9 +407,13 @@ class Session:
         language: str | None = None,
         timeout_seconds: int | None = None,
         envs: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> Execution:
         """Run `code` in this session (state is kept between runs of one language). Code that
-        raises or times out is an `Execution` with `status` and `error`, not an exception."""
+        raises or times out is an `Execution` with `status` and `error`, not an exception.
+
+        The same `idempotency_key` and code within 24 h return the first run's answer instead of
+        running it again; with one, a request that may have arrived is retried too."""
         body: dict[str, Any] = {"session_id": self.id, "code": code}
         if language is not None:
             body["language"] = language
@@ -295,12 +421,62 @@ class Session:
             body["timeout_seconds"] = timeout_seconds
         if envs:
             body["envs"] = envs
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
         # The server answers soon after the code's own limit; wait at least that long.
         wait = max(self._gateway.timeout, (timeout_seconds or 0) + EXECUTE_TIMEOUT_MARGIN_SECONDS)
         response = self._gateway._request(
-            "POST", "/api/e2b/execute", json=body, repeatable=False, timeout=wait
+            "POST",
+            "/api/e2b/execute",
+            json=body,
+            headers=headers,
+            repeatable=idempotency_key is not None,
+            timeout=wait,
         )
         return _parse(Execution, response)
+
+    def submit(
+        self,
+        code: str,
+        *,
+        language: str | None = None,
+        timeout_seconds: int | None = None,
+        envs: dict[str, str] | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> QueuedExecution:
+        """Queue `code` to run in this session and return at once; `Gateway.wait(execution_id)`
+        gives its record when it is finished. `timeout_seconds` may go up to the worker's limit
+        (minutes). `callback_url` (https) receives the finished execution's body, signed (see
+        `verify_signature`). An Idempotency-Key is always sent (a new one when None), so a retry
+        never queues the code twice; the same key and code within 24 h return the first execution."""
+        body: dict[str, Any] = {"session_id": self.id, "code": code}
+        return self._gateway._submit(
+            body,
+            language=language,
+            timeout_seconds=timeout_seconds,
+            envs=envs,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+        )
+
+    def executions(self, *, limit: int | None = None) -> list[ExecutionRecord]:
+        """This session's executions, newest first, without their results (`Gateway.get_execution`
+        has them); `limit` caps the total (every page when None)."""
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
+        found: list[ExecutionRecord] = []
+        token: str | None = None
+        while True:
+            wanted = (
+                EXECUTIONS_PAGE_LIMIT if limit is None else min(EXECUTIONS_PAGE_LIMIT, limit - len(found))
+            )
+            params: dict[str, Any] = {"limit": wanted} | ({"next_token": token} if token else {})
+            response = self._gateway._request("GET", f"{_session_path(self.id)}/executions", params=params)
+            page = _parse(ExecutionPage, response)
+            found.extend(page.executions)
+            token = page.next_token
+            if not token or (limit is not None and len(found) >= limit):
+                return found if limit is None else found[:limit]
 
     def keep_alive(self, timeout_seconds: int | None = None) -> SessionInfo:
         """Extend the session's lifetime from now (the server's default when None)."""
@@ -323,15 +499,24 @@ class SessionFiles:
         self._gateway = gateway
         self._session_id = session_id
 
-    def write(self, path: str, data: bytes | str, *, progress: Progress | None = None) -> WrittenFile:
-        """Write `data` (str is written as UTF-8) to `path`, replacing any file there."""
+    def write(
+        self,
+        path: str,
+        data: bytes | str,
+        *,
+        progress: Progress | None = None,
+        idempotency_key: str | None = None,
+    ) -> WrittenFile:
+        """Write `data` (str is written as UTF-8) to `path`, replacing any file there. The same
+        `idempotency_key` and content within 24 h return the first answer without writing again."""
         raw = data.encode() if isinstance(data, str) else bytes(data)
         body = {"session_id": self._session_id, "file_path": path, "content": base64.b64encode(raw).decode()}
+        key = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
         if progress is None:
-            response = self._gateway._request("POST", "/api/e2b/files", json=body)
+            response = self._gateway._request("POST", "/api/e2b/files", json=body, headers=key or None)
             return _parse(WrittenFile, response)
         encoded = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "Content-Length": str(len(encoded))}
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(encoded))} | key
         response = self._gateway._request(
             "POST",
             "/api/e2b/files",
@@ -493,6 +678,26 @@ def _segment(text: str) -> str:
 
 def _session_path(session_id: str) -> str:
     return f"/api/sessions/{_segment(session_id)}"
+
+
+def _execution_path(execution_id: str) -> str:
+    return f"/api/executions/{_segment(execution_id)}"
+
+
+def _record(response: httpx.Response) -> ExecutionRecord:
+    """An execution record whose inline result, when there is one, is an `Execution` too."""
+    record = _parse(ExecutionRecord, response)
+    if record.result is not None:
+        try:
+            record.execution  # noqa: B018 - validated here so that reading it later cannot fail
+        except pydantic.ValidationError as error:
+            raise GatewayError(
+                f"unexpected answer to GET {response.request.url.path}: its result is not an "
+                f"Execution ({error.error_count()} problems)",
+                status=response.status_code,
+                code="invalid_response",
+            ) from error
+    return record
 
 
 def _file_path(session_id: str, path: str) -> str:

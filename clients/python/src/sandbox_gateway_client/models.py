@@ -75,10 +75,79 @@ class Execution(_Model):
     truncated: bool = False
     duration_ms: float
     sandbox_duration_ms: float
+    execution_id: str | None = Field(default=None, description="`Gateway.get_execution` reads it again")
 
     @property
     def ok(self) -> bool:
         return self.status == "ok" and self.error is None
+
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out"})
+
+
+class QueuedExecution(_Model):
+    """The answer to `submit` (`ExecutionQueuedResponse`, a 202): the execution runs later;
+    `Gateway.wait(execution_id)` or `Gateway.get_execution` follows it."""
+
+    execution_id: str
+    status: str = Field(description="queued (or the state reached, on an Idempotency-Key replay)")
+    session_id: str | None = None
+    environment: str | None = None
+    href: str = Field(description="the execution's URL path, as in the Location header")
+
+
+class ExecutionFailure(_Model):
+    """Why the gateway could not run an execution: one of the API's error codes and its message."""
+
+    code: str
+    message: str
+
+
+class ExecutionRecord(_Model):
+    """An execution as recorded (`ExecutionResponse`): its status and, once finished, its result.
+
+    `result` is the body a synchronous execute answers (see `execution`), or None while it runs,
+    when the gateway could not run it (`failure`), in a listing, or when it is large: then it is
+    at `result_url`, a presigned URL until `result_url_expires_at` (`Gateway.fetch_result`)."""
+
+    execution_id: str
+    status: str = Field(description="queued | running | succeeded | failed | timed_out")
+    mode: str = Field(description="sync | async")
+    source: str = Field(description="api | sqs | events")
+    session_id: str | None = None
+    environment: str | None = None
+    language: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    failure: ExecutionFailure | None = None
+    result: dict[str, Any] | None = None
+    result_url: str | None = None
+    result_url_expires_at: str | None = None
+    result_bytes: int | None = None
+    callback: dict[str, Any] | None = Field(default=None, description="delivery: status, attempts")
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def execution(self) -> Execution | None:
+        """The result as an `Execution` (what `Session.run` returns), when this record carries it."""
+        return None if self.result is None else Execution.model_validate(self.result)
+
+
+class ExecutionPage(_Model):
+    """One page of a session's executions, newest first, without their results."""
+
+    executions: list[ExecutionRecord]
+    next_token: str | None = None
+
+
+class CallbackSecret(_Model):
+    """The key that signs this tenant's callbacks: give it to `verify_signature` on the receiver."""
+
+    secret: str = Field(repr=False)
 
 
 class FileEntry(_Model):
