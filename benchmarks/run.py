@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-docker", action="store_true", help="skip the Docker provider's figures")
     args = parser.parse_args(argv)
 
-    with running_stack(port=0, concurrency=args.sessions) as stack:
+    with running_stack(port=0, aws_port=0, concurrency=args.sessions) as stack:
         # --sessions live at once: over the template's default live-session quota (10) otherwise.
         tenant_store(stack.dynamodb_url).set_quota_overrides(
             stack.tenant_id, {"max_active_sessions": max(args.sessions, 10)}

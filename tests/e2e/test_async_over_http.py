@@ -127,12 +127,8 @@ def completion_of(stack: Stack, execution_id: str, timeout: float = 30.0) -> dic
             event = json.loads(message["Body"])
             if event["detail"]["execution_id"] == execution_id:
                 return dict(event)
-            # Another test's event: back to the queue for its reader.
-            sqs.change_message_visibility(
-                QueueUrl=stack.completions_queue_url,
-                ReceiptHandle=message["ReceiptHandle"],
-                VisibilityTimeout=0,
-            )
+            # An earlier execution's event (every sync execute of the suite publishes one too).
+            sqs.delete_message(QueueUrl=stack.completions_queue_url, ReceiptHandle=message["ReceiptHandle"])
         time.sleep(0.2)
     raise AssertionError(f"no completion event for {execution_id}")
 

@@ -121,9 +121,10 @@ def faulty() -> Iterator[FaultyStack]:
         "E2B_SANDBOX_URL": fault.url,
         "E2B_REQUEST_TIMEOUT_SECONDS": str(HANG_SECONDS),
         "LOCAL_MODE": "false",  # as deployed: E2B only
+        "EXECUTION_QUEUE_URL": "",  # a deployment without async executions
     }
     try:
-        with running_stack(port=0, concurrency=3, extra_environment=environment) as stack:
+        with running_stack(port=0, aws_port=0, concurrency=3, extra_environment=environment) as stack:
             yield FaultyStack(Client(stack.url, stack.api_key), fault)
     finally:
         fault.httpd.shutdown()
@@ -314,7 +315,25 @@ def _over_live_session_quota(w: World) -> requests.Response:
         assert closed.status_code == 200, closed.text
 
 
+def _async_without_a_queue(w: World) -> requests.Response:
+    body = {"mode": "async", "environment": "e2b-python", "code": "print(1)"}
+    return w.faulty().client.request("POST", "/api/e2b/execute", json=body)
+
+
+def _private_callback(w: World) -> requests.Response:
+    body = {
+        "mode": "async",
+        "environment": "e2b-python",
+        "code": "1",
+        "callback_url": "https://169.254.169.254/",
+    }
+    return w.client.request("POST", "/api/e2b/execute", json=body)
+
+
 SCENARIOS: dict[str, tuple[int, Scenario]] = {
+    "invalid_callback_url": (400, _private_callback),
+    "execution_not_found": (404, lambda w: w.client.request("GET", "/api/executions/exe_" + "0" * 28)),
+    "async_unavailable": (503, _async_without_a_queue),
     "invalid_json": (400, _post_raw("/api/sessions", b'{"agent": ')),
     "invalid_file_path": (400, _traversal),
     "invalid_content": (400, _bad_base64),

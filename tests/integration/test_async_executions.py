@@ -568,3 +568,41 @@ def test_a_callback_to_a_private_or_metadata_address_is_refused_at_once(
     assert response["statusCode"] == 400
     assert body_of(response)["error"]["code"] == "invalid_callback_url"
     assert aws.messages(aws.queue_url) == []
+
+
+def test_a_queued_execution_waits_for_its_busy_session_instead_of_failing(
+    api: Api, provider: FakeSandboxProvider, aws: Aws, table: Any
+) -> None:
+    session_id = api.create_session()
+    # Another execution holds the session for two more seconds.
+    table.update_item(
+        Key={"pk": f"TENANT#{TENANT}", "sk": f"SESSION#{session_id}"},
+        UpdateExpression="SET lease_id = :lease, lease_until = :until",
+        ExpressionAttributeValues={":lease": "another", ":until": int(time.time()) + 2},
+    )
+    queued = body_of(execute(api, session_id, mode="async", code="print('after')"))
+
+    drain(aws)
+
+    assert body_of(get(queued["href"]))["status"] == "succeeded"
+    assert executions_run(provider) == 1
+
+
+def test_async_code_too_large_for_the_record_waits_in_the_results_store(
+    api: Api, provider: FakeSandboxProvider, aws: Aws
+) -> None:
+    session_id = api.create_session()
+    code = "# " + "z" * 300_000  # over what a table item holds beside the record
+
+    queued = body_of(execute(api, session_id, mode="async", code=code))
+    pending = aws.s3.list_objects_v2(Bucket=aws.results_bucket, Prefix=f"requests/{TENANT}/")
+    assert [o["Key"] for o in pending.get("Contents", [])] == [
+        f"requests/{TENANT}/{queued['execution_id']}.json"
+    ]
+    drain(aws)
+
+    assert body_of(get(queued["href"]))["status"] == "succeeded"
+    [run] = [run for sandbox in provider.sandboxes.values() for run in sandbox.runs]
+    assert run.code == code
+    # Code and envs stay only until the run: then the request object is gone.
+    assert "Contents" not in aws.s3.list_objects_v2(Bucket=aws.results_bucket, Prefix="requests/")

@@ -529,6 +529,13 @@ def _over_quota(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
     return api.call("sessions", "sessions_create")
 
 
+def _unknown_execution(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
+    event = load_event("sessions_get")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/executions/exe_" + "0" * 28
+    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/executions/{execution_id}"
+    return invoke("execute", event)
+
+
 def _event(function: str, name: str, with_session: bool = False, **body: Any) -> Any:
     def scenario(api: Api, provider: FakeSandboxProvider, table: Any) -> dict:
         return api.call(function, name, api.create_session() if with_session else None, **body)
@@ -558,6 +565,15 @@ ERROR_SCENARIOS: dict[str, tuple[int, Any]] = {
     "session_expired": (410, _expired),
     "session_failed": (410, _failed),
     "sandbox_gone": (410, _sandbox_gone),
+    "invalid_callback_url": (
+        400,
+        _event(
+            "execute", "execute_python", with_session=True, mode="async", callback_url="https://10.0.0.1/h"
+        ),
+    ),
+    "execution_not_found": (404, _unknown_execution),
+    # This handler test configures no queue, bus or bucket: async is off.
+    "async_unavailable": (503, _event("execute", "execute_python", with_session=True, mode="async")),
     "payload_too_large": (413, _event("execute", "execute_python", with_session=True, code="x" * 1_100_000)),
     "unsupported_media_type": (415, _text_plain),
     "provider_error": (502, _with_provider_failure(ProviderError("E2B failed to run code"))),

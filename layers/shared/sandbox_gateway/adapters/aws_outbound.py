@@ -65,6 +65,12 @@ class S3ResultStore:
         except BotoCoreError as exc:
             raise StorageUnavailable("result storage is unavailable; retry shortly") from exc
 
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageUnavailable("result storage is unavailable; retry shortly") from exc
+
     def url(self, key: str) -> tuple[str, int]:
         """A presigned GET URL and when it expires. Signing is local: no request is made."""
         expires_at = int(time.time()) + self._url_seconds

@@ -25,6 +25,7 @@ from sandbox_gateway.models.errors import (
     ExecutionNotFound,
     InvalidMessage,
     InvalidRequest,
+    SessionBusy,
 )
 from sandbox_gateway.models.execution import ExecutionStatus
 from sandbox_gateway.models.execution_record import (
@@ -47,7 +48,7 @@ from sandbox_gateway.ports import (
     ExecutionStore,
     ResultStore,
 )
-from sandbox_gateway.services.executions import ExecutionService
+from sandbox_gateway.services.executions import ExecutionReport, ExecutionService
 from sandbox_gateway.services.sessions import SessionService
 
 logger = Logger(child=True)
@@ -56,6 +57,9 @@ logger = Logger(child=True)
 ONE_OFF_AGENT = "async-worker"
 # Code larger than this waits for the worker in the results store, not in the record's item.
 INLINE_PENDING_MAX_BYTES = 200 * 1024
+# A queued execution whose session is busy waits this long for it (then fails session_busy).
+BUSY_WAIT_SECONDS = 120
+BUSY_POLL_SECONDS = 0.5
 
 
 class TenantDirectory(Protocol):
@@ -96,6 +100,7 @@ class ExecutionOrchestrator:
         tenants: TenantDirectory | None = None,
         check_callback_url: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._executions = executions
         self._sessions = sessions
@@ -107,6 +112,7 @@ class ExecutionOrchestrator:
         self._tenants = tenants
         self._check_callback_url = check_callback_url or (lambda url: None)
         self._clock = clock
+        self._sleep = sleep
 
     # --- synchronous ---------------------------------------------------------------------
     def run_sync(
@@ -166,10 +172,10 @@ class ExecutionOrchestrator:
     ) -> ExecutionRecord:
         """Queue an execution for the worker: in a session of the caller's, or in a one-off session
         of `environment`. Everything that can be refused now is refused now (400, 404, 429)."""
-        ports = self._require_async()
         self._executions.check_request(tenant_id, code, timeout_seconds, self._executions.async_budget())
         if callback_url is not None:
             self._check_callback_url(callback_url)
+        ports = self._require_async()  # after the checks: a bad request is a 400 wherever it is sent
         if session_id is not None:
             self._sessions.require_usable(tenant_id, session_id)  # 404/410 now, not in an event later
         else:
@@ -275,15 +281,7 @@ class ExecutionOrchestrator:
                 )
                 session_id = one_off.session_id
             assert session_id is not None
-            report = self._executions.execute(
-                record.tenant_id,
-                session_id,
-                code=pending.code,
-                language=pending.language,
-                timeout_seconds=pending.timeout_seconds,
-                envs=pending.envs,
-                budget=self._executions.async_budget(),
-            )
+            report = self._execute_when_free(record.tenant_id, session_id, pending)
         except DomainError as failed:
             return self._finish(
                 replace(record, session_id=session_id), failure=Failure(failed.code, str(failed))
@@ -294,6 +292,26 @@ class ExecutionOrchestrator:
         ran = replace(record, session_id=session_id, language=report.language.value)
         body = _response_body(ran, report.language.value, report.outcome, report.duration_ms)
         return self._finish(ran, body=body, outcome=report.outcome.status)
+
+    def _execute_when_free(self, tenant_id: str, session_id: str, pending: PendingRun) -> ExecutionReport:
+        """Queued executions of one session run one after another: while another holds the
+        session, wait (up to BUSY_WAIT_SECONDS) instead of failing on what a caller queued."""
+        deadline = self._clock() + BUSY_WAIT_SECONDS
+        while True:
+            try:
+                return self._executions.execute(
+                    tenant_id,
+                    session_id,
+                    code=pending.code,
+                    language=pending.language,
+                    timeout_seconds=pending.timeout_seconds,
+                    envs=pending.envs,
+                    budget=self._executions.async_budget(),
+                )
+            except SessionBusy:
+                if self._clock() >= deadline:
+                    raise
+                self._sleep(BUSY_POLL_SECONDS)
 
     # --- reading -------------------------------------------------------------------------
     def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord:
@@ -387,9 +405,19 @@ class ExecutionOrchestrator:
         stored = self._records.finish(record, finished)
         if stored is None:
             return None  # another delivery finished it first
+        if record.pending_key is not None and self._results is not None:
+            self._forget_pending(record.pending_key)
         self._publish(stored)
         self._call_back(stored)
         return stored
+
+    def _forget_pending(self, key: str) -> None:
+        """The code and envs (often secrets) of a run are kept only until it has run."""
+        assert self._results is not None
+        try:
+            self._results.delete(key)
+        except DomainError:
+            logger.warning("pending run not deleted; the bucket's lifecycle rule will", extra={"key": key})
 
     def _publish(self, record: ExecutionRecord) -> None:
         if self._async is not None and self._async.events is not None:
