@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from sandbox_gateway.api.errors import status_of
@@ -105,3 +106,14 @@ def corrected(document: dict[str, Any]) -> dict[str, Any]:
     for name in set(schemas) - used:
         del schemas[name]
     return document
+
+
+# The Idempotency-Key header of every route that changes something (create, execute, write).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="1-128 printable ASCII characters; a retry with the same key and body gets the first "
+        "answer (for 24 hours) instead of a second sandbox, run or write; another body: 422",
+    ),
+]

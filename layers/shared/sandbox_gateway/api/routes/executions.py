@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
 from sandbox_gateway import wiring
 from sandbox_gateway.api.context import current_request
-from sandbox_gateway.api.openapi import SANDBOX_CALL, responses
+from sandbox_gateway.api.openapi import SANDBOX_CALL, IdempotencyKey, responses
 from sandbox_gateway.api.resolver import json_response
 from sandbox_gateway.models import errors
 from sandbox_gateway.models.api import (
@@ -31,14 +31,6 @@ from sandbox_gateway.services.orchestration import ExecutionView, execution_payl
 router = Router()
 SCOPE = "execute"  # what a key needs for these routes
 TAGS = ["executions"]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="1-128 printable ASCII characters; a retry with the same key and body gets the "
-        "first answer (for 24 hours) instead of running the code again",
-    ),
-]
 
 
 @router.post(

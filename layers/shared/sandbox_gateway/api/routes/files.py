@@ -9,12 +9,12 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
 from sandbox_gateway import wiring
 from sandbox_gateway.api.context import current_request
-from sandbox_gateway.api.openapi import SANDBOX_CALL, responses
+from sandbox_gateway.api.openapi import SANDBOX_CALL, IdempotencyKey, responses
 from sandbox_gateway.api.resolver import json_response
 from sandbox_gateway.config import get_settings
 from sandbox_gateway.models import errors
@@ -39,14 +39,6 @@ FILE_ERRORS = (
     errors.FileNotFound,
     *SANDBOX_CALL,
 )
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="1-128 printable ASCII characters; a retry with the same key and body gets the "
-        "first answer (for 24 hours) instead of writing again",
-    ),
-]
 # `{file_path+}` in API Gateway: the rest of the URL path, slashes included (api/resolver.py).
 FilePath = Annotated[
     str, Path(description="absolute, or relative to the workspace; may contain slashes", max_length=4096)

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
 from sandbox_gateway import wiring
 from sandbox_gateway.api.context import current_request
-from sandbox_gateway.api.openapi import PROVIDER_FAILURES, SANDBOX_CALL, responses
+from sandbox_gateway.api.openapi import PROVIDER_FAILURES, SANDBOX_CALL, IdempotencyKey, responses
 from sandbox_gateway.api.resolver import json_response
 from sandbox_gateway.models import errors
 from sandbox_gateway.models.api import (
@@ -26,14 +26,6 @@ from sandbox_gateway.observability import logger, metrics
 router = Router()
 SCOPE = "sessions"  # what a key needs for these routes
 TAGS = ["sessions"]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="1-128 printable ASCII characters; a retry with the same key and body gets the "
-        "first answer (for 24 hours) instead of a second sandbox",
-    ),
-]
 
 
 @router.post(
