@@ -9,6 +9,7 @@ drift from what `sam deploy` creates.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,30 +96,37 @@ def _function_timeout(template: dict[str, Any], props: dict[str, Any]) -> int:
     return int(_parameter_value(template, props.get("Timeout", global_timeout)))
 
 
-def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
-    template = template or load_template()
-    default_authorizer = _http_api_auth(template).get("DefaultAuthorizer")
-    routes = []
+def _function_events(
+    template: dict[str, Any], event_type: str
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(function logical id, its Properties, the event's Properties) of each event of that type."""
     for name, resource in template["Resources"].items():
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         props = resource["Properties"]
         for event in (props.get("Events") or {}).values():
-            if event.get("Type") != "HttpApi":
-                continue
-            # SAM: a route's own `Auth.Authorizer` wins over the API's default; NONE makes it public.
-            authorizer = (event["Properties"].get("Auth") or {}).get("Authorizer", default_authorizer)
-            routes.append(
-                Route(
-                    method=event["Properties"]["Method"].upper(),
-                    path=event["Properties"]["Path"],
-                    function=name,
-                    code_dir=ROOT / props["CodeUri"],
-                    handler=props["Handler"],
-                    timeout_seconds=_function_timeout(template, props),
-                    authorizer=None if authorizer in (None, "NONE") else str(authorizer),
-                )
+            if event.get("Type") == event_type:
+                yield name, props, event["Properties"]
+
+
+def http_api_routes(template: dict[str, Any] | None = None) -> list[Route]:
+    template = template or load_template()
+    default_authorizer = _http_api_auth(template).get("DefaultAuthorizer")
+    routes = []
+    for name, props, event in _function_events(template, "HttpApi"):
+        # SAM: a route's own `Auth.Authorizer` wins over the API's default; NONE makes it public.
+        authorizer = (event.get("Auth") or {}).get("Authorizer", default_authorizer)
+        routes.append(
+            Route(
+                method=event["Method"].upper(),
+                path=event["Path"],
+                function=name,
+                code_dir=ROOT / props["CodeUri"],
+                handler=props["Handler"],
+                timeout_seconds=_function_timeout(template, props),
+                authorizer=None if authorizer in (None, "NONE") else str(authorizer),
             )
+        )
     # Like API Gateway: literal routes before parameterised ones, greedy ones last, a method
     # before ANY, and $default only when nothing else matches.
     return sorted(
@@ -274,23 +282,16 @@ class ScheduledFunction:
 
 def scheduled_functions(template: dict[str, Any] | None = None) -> list[ScheduledFunction]:
     template = template or load_template()
-    found = []
-    for name, resource in template["Resources"].items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        props = resource["Properties"]
-        for event in (props.get("Events") or {}).values():
-            if event.get("Type") == "Schedule":
-                found.append(
-                    ScheduledFunction(
-                        function=name,
-                        code_dir=ROOT / props["CodeUri"],
-                        handler=props["Handler"],
-                        timeout_seconds=_function_timeout(template, props),
-                        schedule=str(event["Properties"]["Schedule"]),
-                    )
-                )
-    return found
+    return [
+        ScheduledFunction(
+            function=name,
+            code_dir=ROOT / props["CodeUri"],
+            handler=props["Handler"],
+            timeout_seconds=_function_timeout(template, props),
+            schedule=str(event["Schedule"]),
+        )
+        for name, props, event in _function_events(template, "Schedule")
+    ]
 
 
 # --- queues, the event bus, buckets and SQS event sources (decision 0007) ----------------------
@@ -457,27 +458,18 @@ class SqsEventSource:
 
 def sqs_event_sources(template: dict[str, Any] | None = None) -> list[SqsEventSource]:
     template = template or load_template()
-    found = []
-    for name, resource in template["Resources"].items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        props = resource["Properties"]
-        for event in (props.get("Events") or {}).values():
-            if event.get("Type") != "SQS":
-                continue
-            source = event["Properties"]
-            found.append(
-                SqsEventSource(
-                    function=name,
-                    code_dir=ROOT / props["CodeUri"],
-                    handler=props["Handler"],
-                    timeout_seconds=_function_timeout(template, props),
-                    queue=_logical_id(source["Queue"]),
-                    batch_size=int(_parameter_value(template, source.get("BatchSize", 10))),  # SAM's default
-                    function_response_types=tuple(source.get("FunctionResponseTypes") or ()),
-                )
-            )
-    return found
+    return [
+        SqsEventSource(
+            function=name,
+            code_dir=ROOT / props["CodeUri"],
+            handler=props["Handler"],
+            timeout_seconds=_function_timeout(template, props),
+            queue=_logical_id(source["Queue"]),
+            batch_size=int(_parameter_value(template, source.get("BatchSize", 10))),  # SAM's default
+            function_response_types=tuple(source.get("FunctionResponseTypes") or ()),
+        )
+        for name, props, source in _function_events(template, "SQS")
+    ]
 
 
 def environment_references(template: dict[str, Any] | None = None) -> dict[str, str]:
