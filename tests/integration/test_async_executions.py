@@ -606,3 +606,26 @@ def test_async_code_too_large_for_the_record_waits_in_the_results_store(
     assert run.code == code
     # Code and envs stay only until the run: then the request object is gone.
     assert "Contents" not in aws.s3.list_objects_v2(Bucket=aws.results_bucket, Prefix="requests/")
+
+
+def test_a_redelivery_runs_an_execution_its_first_delivery_recorded_but_never_started(
+    api: Api, provider: FakeSandboxProvider, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id = api.create_session()
+    send(aws, message(session_id, idempotency_key="crashed"))
+    delivered = aws.messages(aws.queue_url)
+    store = wiring.execution_store()
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the worker died between recording the execution and starting it")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "start", die)
+        assert len(run_worker(sqs_event(delivered))) == 1
+    assert executions_run(provider) == 0
+
+    assert run_worker(sqs_event(delivered)) == []
+
+    assert executions_run(provider) == 1
+    done = body_of(get(f"/api/executions/{execution_id_for_message(TENANT, 'crashed')}"))
+    assert done["status"] == "succeeded"

@@ -240,11 +240,11 @@ class ExecutionOrchestrator:
                 self._finish(record, failure=Failure(refused.code, str(refused)))
             return record.execution_id
         pending = PendingRun(message.code, message.language, message.timeout_seconds, dict(message.envs))
-        if self._records.put_new(self._with_pending(record, pending)):
-            self.run_queued(message.tenant_id, record.execution_id)
-        else:
-            # A redelivery, or the same idempotency_key again: that execution runs (or ran) once.
+        if not self._records.put_new(self._with_pending(record, pending)):
+            # A redelivery, or the same idempotency_key again. Its execution runs once: run_queued
+            # starts it only if it is still queued (a first delivery that died before starting it).
             logger.info("duplicate message", extra={"execution_id": record.execution_id})
+        self.run_queued(message.tenant_id, record.execution_id)
         return record.execution_id
 
     def run_queued(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None:
