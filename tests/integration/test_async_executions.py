@@ -629,3 +629,29 @@ def test_a_redelivery_runs_an_execution_its_first_delivery_recorded_but_never_st
     assert executions_run(provider) == 1
     done = body_of(get(f"/api/executions/{execution_id_for_message(TENANT, 'crashed')}"))
     assert done["status"] == "succeeded"
+
+
+def test_an_async_execute_for_an_unknown_session_is_404_and_queues_nothing(
+    api: Api, provider: FakeSandboxProvider, aws: Aws
+) -> None:
+    response = execute(api, "ses_" + "9" * 28, mode="async", code="1")
+
+    assert response["statusCode"] == 404
+    assert body_of(response)["error"]["code"] == "session_not_found"
+    assert aws.messages(aws.queue_url) == []
+
+
+def test_a_message_for_an_unknown_session_fails_its_execution_and_reports_it(
+    api: Api, provider: FakeSandboxProvider, aws: Aws
+) -> None:
+    api.create_session()  # the tenant exists (its item is written with its first session or key)
+    send(aws, message("ses_" + "9" * 28, idempotency_key="nowhere"))
+
+    assert drain(aws) == []
+
+    execution_id = execution_id_for_message(TENANT, "nowhere")
+    done = body_of(get(f"/api/executions/{execution_id}"))
+    assert (done["status"], done["failure"]["code"]) == ("failed", "session_not_found")
+    [event] = [e for e in aws.completions() if e["detail"]["execution_id"] == execution_id]
+    assert event["detail-type"] == "ExecutionFailed"
+    assert event["detail"]["failure"]["code"] == "session_not_found"
