@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 
-.PHONY: install dev test test-unit lint format build build-local requirements openapi schemas bench bench-timeouts deploy clean docker reap
+.PHONY: install dev test test-unit lint format build build-local requirements openapi schemas bench bench-timeouts bench-async deploy clean docker reap
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	bash scripts/ensure-system-packages.sh
@@ -86,6 +86,10 @@ bench: $(STAMP)
 ## bench-timeouts: how soon after timeout_seconds a runaway cell is answered, per provider
 bench-timeouts: $(STAMP)
 	$(BIN)/python -m benchmarks.timeouts
+
+## bench-async: async, queue and bus executions and Idempotency-Key replays against the sync execute
+bench-async: $(STAMP)
+	$(BIN)/python -m benchmarks.async_executions
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache
