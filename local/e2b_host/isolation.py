@@ -633,8 +633,7 @@ class SandboxNamespace:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise IsolationUnavailable("bubblewrap did not report its child pid in time")
-                ready, _, _ = select.select([read_fd], [], [], left)
-                if not ready:
+                if not _readable(read_fd, left):
                     continue
                 chunk = os.read(read_fd, 4096)
                 if not chunk:
@@ -749,7 +748,7 @@ class SandboxNamespace:
             exit_r = -1
             self._slirp_exit_fd = exit_w
             exit_w = -1
-            ready, _, _ = select.select([ready_r], [], [], max(deadline - time.monotonic(), 1.0))
+            ready = _readable(ready_r, max(deadline - time.monotonic(), 1.0))
             if not ready or os.read(ready_r, 1) != b"1":
                 raise IsolationUnavailable("slirp4netns did not set up the sandbox's network")
         finally:
@@ -986,3 +985,11 @@ class SandboxProcess:
         if self.group is not None:
             group, self.group = self.group, None
             await asyncio.to_thread(Cgroups.remove, group)
+
+
+def _readable(fd: int, timeout_seconds: float) -> bool:
+    """Whether `fd` can be read within the timeout. poll, not select: a host holding many
+    sandboxes has descriptors past select's FD_SETSIZE (1024), where select raises ValueError."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout_seconds) * 1000))
