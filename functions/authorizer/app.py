@@ -5,9 +5,11 @@ The decision is sandbox_gateway/auth.py; keys are in the sessions table (adapter
 import time
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sandbox_gateway import wiring
+from sandbox_gateway import snapstart, wiring
 from sandbox_gateway.auth import authorize
 from sandbox_gateway.observability import logger
+
+snapstart.register()
 
 
 @logger.inject_lambda_context(clear_state=True)  # logs never carry the event: it holds the key

@@ -3,12 +3,17 @@ kills their sandboxes, so nothing outlives its session by more than about a minu
 
 from dataclasses import asdict
 
+# This function reaches sandboxes: import the E2B SDK during init (inside the SnapStart
+# snapshot) rather than on its first request. Meta and the authorizer never import it.
+import sandbox_gateway.adapters.e2b  # noqa: F401
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sandbox_gateway import wiring
+from sandbox_gateway import snapstart, wiring
 from sandbox_gateway.observability import logger, metrics, tracer
 
 STOP_BEFORE_TIMEOUT_SECONDS = 5  # leave time to record the last session and publish metrics
+
+snapstart.register()
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 
@@ -15,9 +15,7 @@ from sandbox_gateway.adapters.aws_outbound import (
     s3_client,
 )
 from sandbox_gateway.adapters.callbacks import CallbackGuard, HttpCallbackSender
-from sandbox_gateway.adapters.docker import DockerSandboxProvider
 from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
-from sandbox_gateway.adapters.e2b import E2BSandboxProvider
 from sandbox_gateway.adapters.execution_store import DynamoDBExecutionStore
 from sandbox_gateway.adapters.idempotency import IdempotentRequests
 from sandbox_gateway.adapters.secrets import e2b_api_key_source
@@ -34,6 +32,13 @@ from sandbox_gateway.services.reaper import OrphanSweep, ReaperService, StillLiv
 from sandbox_gateway.services.sessions import SessionService
 from sandbox_gateway.services.tenants import TenantLedger, default_quotas
 from sandbox_gateway.timing import SANDBOX, Timed, time_dynamodb_calls
+
+if TYPE_CHECKING:
+    # The providers' adapters import their SDKs (E2B's, docker-py): each factory imports its own
+    # when first called, so a function whose routes reach no sandbox (meta, the authorizer)
+    # never loads them, and docker-py is never imported where it is not installed (Lambda).
+    from sandbox_gateway.adapters.docker import DockerSandboxProvider
+    from sandbox_gateway.adapters.e2b import E2BSandboxProvider
 
 _overrides: dict[object, object] = {}
 
@@ -162,6 +167,8 @@ def orchestrator() -> ExecutionOrchestrator:
 
 @cache
 def e2b_provider() -> E2BSandboxProvider:
+    from sandbox_gateway.adapters.e2b import E2BSandboxProvider  # noqa: PLC0415 - see TYPE_CHECKING
+
     settings = get_settings()
     return E2BSandboxProvider(
         e2b_api_key_source(settings),
@@ -175,6 +182,8 @@ def e2b_provider() -> E2BSandboxProvider:
 
 @cache
 def docker_provider() -> DockerSandboxProvider:
+    from sandbox_gateway.adapters.docker import DockerSandboxProvider  # noqa: PLC0415 - see TYPE_CHECKING
+
     return DockerSandboxProvider(get_settings())
 
 
