@@ -140,7 +140,7 @@ class Authorizer:
     """A Lambda authorizer of the HTTP API (`Auth.Authorizers`), with parameters at their defaults."""
 
     name: str
-    function: str  # logical id of the function `FunctionArn: !GetAtt <function>.Arn` names
+    function: str  # logical id of the function FunctionArn names (`!Ref <function>.Alias`)
     code_dir: Path
     handler: str
     timeout_seconds: int
@@ -165,16 +165,25 @@ def _http_api_auth(template: dict[str, Any]) -> dict[str, Any]:
     return _http_api(template).get("Auth") or {}
 
 
+def _authorizer_function(name: str, arn: Any) -> str:
+    """The logical id in `!Ref <Function>.Alias` (SnapStart's published alias) or `!GetAtt <Function>.Arn`;
+    locally both are the function itself."""
+    if isinstance(arn, dict) and isinstance(arn.get("Ref"), str) and arn["Ref"].endswith(".Alias"):
+        return str(arn["Ref"]).removesuffix(".Alias").strip()
+    if isinstance(arn, dict) and "GetAtt" in arn:
+        get_att = arn["GetAtt"]
+        return str(get_att.split(".")[0] if isinstance(get_att, str) else get_att[0]).strip()
+    raise ValueError(
+        f"authorizer {name}: FunctionArn must be !Ref <Function>.Alias or !GetAtt <Function>.Arn locally"
+    )
+
+
 def http_api_authorizers(template: dict[str, Any] | None = None) -> dict[str, Authorizer]:
     """The HTTP API's Lambda authorizers by name (JWT authorizers are not run locally)."""
     template = template or load_template()
     found = {}
     for name, config in (_http_api_auth(template).get("Authorizers") or {}).items():
-        arn = config.get("FunctionArn")
-        if not (isinstance(arn, dict) and "GetAtt" in arn):
-            raise ValueError(f"authorizer {name}: FunctionArn must be !GetAtt <Function>.Arn locally")
-        get_att = arn["GetAtt"]
-        function = (get_att.split(".")[0] if isinstance(get_att, str) else get_att[0]).strip()
+        function = _authorizer_function(name, config.get("FunctionArn"))
         props = template["Resources"][function]["Properties"]
         identity = config.get("Identity") or {}
         cache_seconds = _parameter_value(template, identity.get("ReauthorizeEvery", 300))

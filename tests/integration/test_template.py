@@ -50,15 +50,19 @@ class _NoManagedPolicies:
         return {}
 
 
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
+def _packaged() -> dict[str, Any]:
     template = yaml_parse(TEMPLATE.read_text())
     # As `sam package` would: local code folders become S3 locations.
     for resource in template["Resources"].values():
         for key in ("CodeUri", "ContentUri"):
             if key in resource.get("Properties", {}):
                 resource["Properties"][key] = f"s3://artifacts/{resource['Properties'][key].strip('/')}.zip"
-    return transform(template, {}, _NoManagedPolicies())
+    return template
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, Any]:
+    return transform(_packaged(), {}, _NoManagedPolicies())
 
 
 def test_template_has_no_cfn_lint_errors() -> None:
@@ -205,3 +209,86 @@ def test_the_live_session_index_is_sparse_and_keyed_by_expiry() -> None:
     ]
     types = {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]}
     assert types["live_shard"] == "S" and types["expires_at"] == "N"
+
+
+# --- SnapStart: published versions behind the `live` alias, and everything invokes the alias --------
+def _of_type(translated: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {n: r for n, r in translated["Resources"].items() if r["Type"] == kind}
+
+
+def _alias(function: str) -> dict[str, str]:
+    return {"Ref": f"{function}Aliaslive"}
+
+
+def test_every_function_snapstarts_on_published_versions_behind_the_live_alias(
+    translated: dict[str, Any],
+) -> None:
+    functions = _of_type(translated, "AWS::Lambda::Function")
+    assert len(functions) == 7
+    aliases = _of_type(translated, "AWS::Lambda::Alias")
+    versions = _of_type(translated, "AWS::Lambda::Version")
+    for name, function in functions.items():
+        props = function["Properties"]
+        assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}, name
+        # What SnapStart cannot be combined with.
+        assert "FileSystemConfigs" not in props and props.get("EphemeralStorage", {}).get("Size", 512) <= 512
+        alias = aliases[f"{name}Aliaslive"]["Properties"]
+        assert (alias["Name"], alias["FunctionName"]) == ("live", {"Ref": name})
+        (version,) = [v for v, r in versions.items() if r["Properties"]["FunctionName"] == {"Ref": name}]
+        assert alias["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+        assert "ProvisionedConcurrencyConfig" not in alias
+    for resource in load_template()["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            # Else a change of memory, environment or layer alone would leave the alias on the old version.
+            assert resource["Properties"]["AutoPublishAliasAllProperties"] is True
+
+
+def test_api_routes_and_the_authorizer_invoke_the_alias(translated: dict[str, Any]) -> None:
+    api = next(iter(_of_type(translated, "AWS::ApiGatewayV2::Api").values()))["Properties"]["Body"]
+    for path, methods in api["paths"].items():
+        for method, operation in methods.items():
+            uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            function = EXPECTED_ROUTES[
+                path if operation.get("isDefaultRoute") else f"{method.upper()} {path}"
+            ]
+            assert f"${{{function}Aliaslive}}" in uri
+    authorizer = api["components"]["securitySchemes"]["ApiKeyAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert authorizer["authorizerUri"]["Fn::Sub"][1] == {"__FunctionArn__": _alias("AuthorizerFunction")}
+    permissions = [
+        p["Properties"]
+        for p in _of_type(translated, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    ]
+    assert {json.dumps(p["FunctionName"]) for p in permissions} == {
+        json.dumps(_alias(f)) for f in {*EXPECTED_ROUTES.values(), "AuthorizerFunction"}
+    }
+    # API Gateway may invoke the authorizer's alias (and nothing else of it).
+    assert any("/authorizers/*" in json.dumps(p["SourceArn"]) for p in permissions)
+
+
+def test_the_queue_and_the_schedule_invoke_the_alias(translated: dict[str, Any]) -> None:
+    (mapping,) = _of_type(translated, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["FunctionName"] == _alias("WorkerFunction")
+    (schedule,) = [
+        r
+        for r in _of_type(translated, "AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+    ]
+    assert [t["Arn"] for t in schedule["Properties"]["Targets"]] == [_alias("ReaperFunction")]
+    (permission,) = [
+        p["Properties"]
+        for p in _of_type(translated, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
+    assert permission["FunctionName"] == _alias("ReaperFunction")
+
+
+def test_a_new_layer_publishes_a_new_version_of_every_function(translated: dict[str, Any]) -> None:
+    # The layer holds the whole service: without a new version the aliases would keep the old one.
+    template = _packaged()
+    template["Resources"]["SharedLayer"]["Properties"]["ContentUri"] = "s3://artifacts/another-layer.zip"
+    changed = transform(template, {}, _NoManagedPolicies())
+    before = set(_of_type(translated, "AWS::Lambda::Version"))
+    after = set(_of_type(changed, "AWS::Lambda::Version"))
+    assert len(before) == len(after) == 7
+    assert before.isdisjoint(after)
