@@ -45,8 +45,7 @@ def test_round_trips_of_each_route(
     assert counted("sessions", "sessions_get", session_id)[0] == ["GetItem"]
     assert counted("execute", "execute_python", session_id)[0] == [
         "GetItem",  # quotas
-        "GetItem",  # the session
-        "UpdateItem",  # lease
+        "UpdateItem",  # lease, returning the session (no read of it first)
         "UpdateItem",  # release
         "UpdateItem",  # usage
         "PutItem",  # the execution's record (GET /api/executions/{id}, Idempotency-Key replays)

@@ -194,15 +194,20 @@ class DynamoDBSessionRepository:
             },
         )
 
-    def acquire_lease(self, session: Session, lease_id: str, until: int, now: int) -> bool:
-        updated = self._update(
-            session,
+    def acquire_lease(self, session: Session, lease_id: str, until: int, now: int) -> Session | None:
+        return self.lease(session.tenant_id, session.session_id, lease_id, until, now)
+
+    def lease(self, tenant_id: str, session_id: str, lease_id: str, until: int, now: int) -> Session | None:
+        """One write takes the lease of an active, unexpired, free session and returns it: an
+        execute needs no read first (None: missing, ended, expired, starting or busy)."""
+        return self._update_key(
+            tenant_id,
+            session_id,
             "SET lease_id = :lease, lease_until = :until",
             "#status = :active AND expires_at > :now "
             "AND (attribute_not_exists(lease_until) OR lease_until < :now)",
             {":lease": lease_id, ":until": until, ":now": now, ":active": SessionStatus.ACTIVE.value},
         )
-        return updated is not None
 
     def release_lease(self, session: Session, lease_id: str) -> None:
         self._update(
@@ -288,8 +293,27 @@ class DynamoDBSessionRepository:
         with_status_name: bool = True,
     ) -> Session | None:
         """Run a conditional update; None when the condition failed (the item moved on)."""
+        return self._update_key(
+            session.tenant_id,
+            session.session_id,
+            update,
+            condition,
+            values,
+            with_status_name=with_status_name,
+        )
+
+    def _update_key(
+        self,
+        tenant_id: str,
+        session_id: str,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        *,
+        with_status_name: bool = True,
+    ) -> Session | None:
         request: dict[str, Any] = {
-            "Key": {"pk": tenant_pk(session.tenant_id), "sk": _sk(session.session_id)},
+            "Key": {"pk": tenant_pk(tenant_id), "sk": _sk(session_id)},
             "UpdateExpression": update,
             # attribute_exists(pk): an update must never create an item.
             "ConditionExpression": f"attribute_exists(pk) AND ({condition})",

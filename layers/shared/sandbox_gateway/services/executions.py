@@ -63,35 +63,39 @@ class ExecutionService:
         started = time.perf_counter()
         budget = budget or self.sync_budget()
         default_timeout = self.check_request(tenant_id, code, timeout_seconds, budget)
-        usable = self._sessions.require_usable(tenant_id, session_id)
-        run = CodeRun(
-            code=code,
-            language=resolve_language(language, usable.environment),
-            timeout_seconds=timeout_seconds or default_timeout,
-            envs=dict(envs),
-        )
+        timeout = timeout_seconds or default_timeout
         lease_id = secrets.token_hex(8)
         now = self._sessions.now()
-        # Two executions interleaving in one kernel would corrupt each other's state.
-        lease_until = now + run.timeout_seconds + self._settings.execution_lease_seconds
-        if not self._leases.acquire_lease(usable.session, lease_id, lease_until, now):
-            self._sessions.require_usable(tenant_id, session_id)  # raises if it ended meanwhile
+        # Two executions interleaving in one kernel would corrupt each other's state. The write
+        # that takes the lease also returns the session: a warm execute reads nothing first.
+        lease_until = now + timeout + self._settings.execution_lease_seconds
+        session = self._leases.lease(tenant_id, session_id, lease_id, lease_until, now)
+        if session is None:
+            self._sessions.require_usable(tenant_id, session_id)  # 404, 410 or 409 not ready: why
             raise SessionBusy(
                 f"session '{session_id}' is running another execution; retry when it finishes",
                 retry_after_seconds=1,
             )
         try:
-            outcome = usable.provider.execute(usable.ref, run)
-        except ProviderError as failure:
-            # A DELETE that cut the run short is a 410 session_closed, not the provider's error.
-            self._sessions.provider_failed(usable, failure)
+            usable = self._sessions.usable(session)
+            run = CodeRun(
+                code=code,
+                language=resolve_language(language, usable.environment),
+                timeout_seconds=timeout,
+                envs=dict(envs),
+            )
+            try:
+                outcome = usable.provider.execute(usable.ref, run)
+            except ProviderError as failure:
+                # A DELETE that cut the run short is a 410 session_closed, not the provider's error.
+                self._sessions.provider_failed(usable, failure)
         finally:
-            self._leases.release_lease(usable.session, lease_id)
+            self._leases.release_lease(session, lease_id)
         outcome = fit_outcome(outcome, budget.max_output_bytes)
         if self._ledger is not None:
             self._ledger.record(tenant_id, executions=1)
         duration_ms = (time.perf_counter() - started) * 1000
-        return ExecutionReport(usable.session, run.language, outcome, duration_ms)
+        return ExecutionReport(session, run.language, outcome, duration_ms)
 
     def sync_budget(self) -> ExecutionBudget:
         return ExecutionBudget(

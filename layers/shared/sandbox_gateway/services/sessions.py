@@ -174,6 +174,10 @@ class SessionService:
         if status == SessionStatus.EXPIRED and stored.status != SessionStatus.EXPIRED:
             self._retire_expired(stored)
         _raise_unless_active(stored, status)
+        return self.usable(stored)
+
+    def usable(self, stored: Session) -> UsableSession:
+        """The means to reach an active session's sandbox (no read: the caller has the session)."""
         assert stored.sandbox_id is not None  # active sessions always have one
         env = self._catalogue.get(stored.environment)
         ref = SandboxRef(
