@@ -136,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="first make sure a Docker engine runs and the sandbox image exists (docker-* environments)",
     )
-    parser.add_argument("--concurrency", type=int, default=8, help="worker processes per function")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="most worker processes per function: one starts when all are busy, idle ones stay warm",
+    )
     parser.add_argument(
         "--reaper-interval",
         type=float,

@@ -14,18 +14,23 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
+import signal
 import sys
 import threading
 import time
+import traceback
 import uuid
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -94,52 +99,224 @@ def _invoke(code_dir: str, handler: str, function: str, event: dict, timeout: in
     return getattr(_modules[key], function_name)(event, context)
 
 
+def _worker_main(
+    requests: Connection, replies: Connection, environment: dict[str, str], log_path: str | None
+) -> None:
+    """A worker process: one invocation at a time, for as long as the gateway keeps its pipe open."""
+    # Ctrl-C in `make dev` reaches the whole process group; the gateway stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(environment, log_path)
+    while True:
+        try:
+            call, args = requests.recv()
+        except EOFError:  # the gateway shut this worker down, or is gone
+            return
+        try:
+            reply = pickle.dumps((True, call(*args), ""))
+        except BaseException as exc:  # re-raised in the gateway, as ProcessPoolExecutor does
+            reply = _pickled_error(exc)
+        replies.send_bytes(reply)
+
+
+def _pickled_error(exc: BaseException) -> bytes:
+    trace = "".join(traceback.format_exception(exc))
+    try:
+        reply = pickle.dumps((False, exc, trace))
+        pickle.loads(reply)  # noqa: S301 - our own bytes; some exceptions pickle but cannot be rebuilt
+    except Exception:
+        reply = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}"), trace))
+    return reply
+
+
 # --- the gateway side ---------------------------------------------------------------------------
+class _RemoteTraceback(Exception):
+    """The worker's traceback, attached as the cause of the exception re-raised in the gateway."""
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: BaseProcess
+    requests: Connection  # the gateway's ends of the worker's two pipes
+    replies: Connection
+
+    def close(self, kill: bool = False) -> None:
+        self.requests.close()  # an idle worker reads EOF and exits
+        self.replies.close()
+        if kill:
+            self.process.kill()
+            self.process.join(1)  # reaped, not left a zombie
+
+
+def _start_worker(function: str, environment: dict[str, str], log_path: str | None) -> _Worker:
+    context = get_context("spawn")
+    requests_in, requests_out = context.Pipe(duplex=False)
+    replies_in, replies_out = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_worker_main,
+        args=(requests_in, replies_out, environment, log_path),
+        name=f"{function}-worker",
+        # Ended with the gateway; Lambda's functions start no multiprocessing children either.
+        daemon=True,
+    )
+    process.start()
+    # Only the worker holds these ends now: when it dies, the gateway reads EOF.
+    requests_in.close()
+    replies_out.close()
+    return _Worker(process, requests_out, replies_in)
+
+
+class _FunctionPool:
+    """One function's worker processes, kept as Lambda keeps execution environments: a request takes
+    the idle worker used last (the warmest), else starts a new one while fewer than `size` exist,
+    else waits for one to be free. A worker that dies or times out is dropped; the next request that
+    needs one starts another."""
+
+    def __init__(self, start: Callable[[], _Worker], size: int) -> None:
+        self._start = start
+        self._size = max(1, size)
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
+        self._starting = 0
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def invoke(self, call: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+        """`call(*args)` in a worker; FutureTimeout when no answer came within `timeout` seconds,
+        waiting for a worker included (as `Future.result(timeout)` did)."""
+        deadline = time.monotonic() + timeout
+        worker = self._take(deadline)
+        try:
+            worker.requests.send((call, args))
+            if not worker.replies.poll(max(0.0, deadline - time.monotonic())):
+                raise FutureTimeout
+            ok, value, trace = worker.replies.recv()
+        except FutureTimeout:  # (an OSError, hence first) Lambda ends a timed-out environment too
+            self._drop(worker, kill=True)
+            raise
+        except (EOFError, OSError) as exc:
+            self._drop(worker)  # killed, out of memory: this request fails, the next gets a new worker
+            worker.process.join(1)
+            raise BrokenProcessPool(
+                f"a worker process of this function died (exit code {worker.process.exitcode})"
+            ) from exc
+        except BaseException:  # an unreadable answer: the worker's state is unknown
+            self._drop(worker, kill=True)
+            raise
+        self._give_back(worker)
+        if ok:
+            return value
+        value.__cause__ = _RemoteTraceback(trace)
+        raise value
+
+    def _take(self, deadline: float) -> _Worker:
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise RuntimeError("the function's workers are shut down")
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.process.is_alive():
+                        return worker
+                    self._workers.discard(worker)  # died while idle
+                    worker.close()
+                if len(self._workers) + self._starting < self._size:
+                    self._starting += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FutureTimeout
+                self._changed.wait(left)
+        try:
+            worker = self._start()  # outside the lock: a spawn takes a while, others go on
+        except BaseException:
+            with self._changed:
+                self._starting -= 1
+                self._changed.notify()
+            raise
+        with self._changed:
+            self._starting -= 1
+            self._workers.add(worker)
+        return worker
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._changed:
+            if not self._closed:
+                self._idle.append(worker)
+                self._changed.notify()
+                return
+            self._workers.discard(worker)
+        worker.close()
+
+    def _drop(self, worker: _Worker, kill: bool = False) -> None:
+        with self._changed:
+            self._workers.discard(worker)
+            self._changed.notify()
+        worker.close(kill)
+
+    def pids(self) -> list[int]:
+        with self._changed:
+            return sorted(w.process.pid for w in self._workers if w.process.pid is not None)
+
+    def shutdown(self) -> None:
+        """Idle workers exit now; busy ones when their invocation returns."""
+        with self._changed:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._workers.difference_update(idle)
+            self._changed.notify_all()
+        for worker in idle:
+            worker.close()
+        deadline = time.monotonic() + 2
+        for worker in idle:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+
+
 class FunctionPools:
-    """One pool of worker processes per function, started on first use."""
+    """Each function's worker processes, started on demand as Lambda scales: a new one when all of
+    the function's workers are busy, up to `concurrency`; idle ones stay warm for the next request."""
 
     def __init__(self, environment: dict[str, str], concurrency: int, log_path: str | None = None) -> None:
         self._environment = environment
         self._log_path = log_path
         self._concurrency = concurrency
-        self._pools: dict[str, ProcessPoolExecutor] = {}
+        self._pools: dict[str, _FunctionPool] = {}
         self._lock = threading.Lock()
 
     def invoke(self, route: Route, event: dict) -> Any:
-        pool = self._pool(route.function)
-        future = pool.submit(
-            _invoke, str(route.code_dir), route.handler, route.function, event, route.timeout_seconds
-        )
-        try:
-            return future.result(timeout=route.timeout_seconds + 1)
-        except BrokenProcessPool:
-            with self._lock:  # a worker died (killed, out of memory): the next request gets a fresh pool
-                self._pools.pop(route.function, None)
-            raise
+        args = (str(route.code_dir), route.handler, route.function, event, route.timeout_seconds)
+        return self._pool(route.function).invoke(_invoke, args, route.timeout_seconds + 1)
 
-    def _pool(self, function: str) -> ProcessPoolExecutor:
+    def _pool(self, function: str) -> _FunctionPool:
         with self._lock:
             if function not in self._pools:
-                self._pools[function] = ProcessPoolExecutor(
-                    max_workers=self._concurrency,
-                    mp_context=get_context("spawn"),
-                    initializer=_init_worker,
-                    initargs=(self._environment_of(function), self._log_path),
+                environment = self._environment_of(function)
+                self._pools[function] = _FunctionPool(
+                    lambda: _start_worker(function, environment, self._log_path), self._concurrency
                 )
             return self._pools[function]
 
     def warm(self, routes: list[Route]) -> None:
-        """Import each function once so the first request does not pay the cold start."""
+        """Start one worker of each function so the first request does not pay the process start."""
         for route in {r.function: r for r in routes}.values():
             environment = self._environment_of(route.function)
-            self._pool(route.function).submit(_init_worker, environment, self._log_path).result()
+            self._pool(route.function).invoke(_init_worker, (environment, self._log_path), timeout=60)
+
+    def workers(self, function: str) -> list[int]:
+        """The process ids of the function's live workers, busy or idle."""
+        with self._lock:
+            pool = self._pools.get(function)
+        return pool.pids() if pool is not None else []
 
     def _environment_of(self, function: str) -> dict[str, str]:
         return {**self._environment, **own_environment(function)}
 
     def shutdown(self) -> None:
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.shutdown()
 
 
 def build_event(route: Route, path_parameters: dict[str, str], request: RequestData) -> dict:
