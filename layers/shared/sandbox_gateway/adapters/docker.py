@@ -43,7 +43,9 @@ from sandbox_gateway.ports import SandboxRef, SandboxSpec
 
 logger = Logger(child=True)
 
-AGENT = ["python3", "/opt/sandbox/agent.py"]
+# -I -S: the one-shot commands need only the standard library (site costs each exec a few ms);
+# -u: `call` relays events as they come, as before.
+AGENT = ["python3", "-I", "-S", "-u", "/opt/sandbox/agent.py"]
 SANDBOX_USER = "1000:1000"
 UID = GID = 1000
 LABEL = "sandbox-gateway"
