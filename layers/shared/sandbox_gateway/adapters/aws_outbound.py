@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -14,7 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sandbox_gateway.models.errors import StorageUnavailable
-from sandbox_gateway.models.execution_record import ExecutionRecord, ExecutionState
+from sandbox_gateway.models.execution_record import ExecutionRecord, ExecutionState, iso8601
 from sandbox_gateway.observability import logger
 
 # Presigned URLs must be SigV4 (SigV2 is refused in newer regions and for KMS-encrypted objects).
@@ -179,11 +178,3 @@ def completion_detail(record: ExecutionRecord) -> dict[str, Any]:
             "stored": stored,
         },
     }
-
-
-def iso8601(epoch_seconds: float | None) -> str | None:
-    """`2026-11-26T21:31:58.123Z` (UTC, milliseconds), or None."""
-    if epoch_seconds is None:
-        return None
-    moment = datetime.fromtimestamp(epoch_seconds, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -7,8 +7,17 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+
+def iso8601(epoch_seconds: float | None) -> str | None:
+    """`2026-11-26T21:31:58.123Z` (UTC, milliseconds), or None: the API's and the events' times."""
+    if epoch_seconds is None:
+        return None
+    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ExecutionState(StrEnum):

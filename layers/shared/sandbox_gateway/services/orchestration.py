@@ -36,6 +36,7 @@ from sandbox_gateway.models.execution_record import (
     Failure,
     PendingRun,
     execution_id_for_message,
+    iso8601,
     new_execution_id,
 )
 from sandbox_gateway.models.messages import ExecutionRequestedMessage
@@ -465,15 +466,6 @@ def _response_body(
     return {**response.model_dump(mode="json"), "execution_id": record.execution_id}
 
 
-def iso(epoch_seconds: float | None) -> str | None:
-    if epoch_seconds is None:
-        return None
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_seconds))
-        + f".{int(epoch_seconds % 1 * 1000):03d}Z"
-    )
-
-
 def execution_payload(view: ExecutionView) -> dict[str, Any]:
     """GET /api/executions/{id}'s body, and a callback's."""
     record = view.record
@@ -485,15 +477,15 @@ def execution_payload(view: ExecutionView) -> dict[str, Any]:
         "session_id": record.session_id,
         "environment": record.environment,
         "language": record.language,
-        "created_at": iso(record.created_at),
-        "started_at": iso(record.started_at),
-        "finished_at": iso(record.finished_at),
+        "created_at": iso8601(record.created_at),
+        "started_at": iso8601(record.started_at),
+        "finished_at": iso8601(record.finished_at),
         "failure": {"code": record.failure.code, "message": record.failure.message}
         if record.failure
         else None,
         "result": view.result,
         "result_url": view.result_url,
-        "result_url_expires_at": iso(view.result_url_expires_at),
+        "result_url_expires_at": iso8601(view.result_url_expires_at),
         "result_bytes": record.result_bytes,
         "callback": record.callback,
     }
