@@ -11,13 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from sandbox_gateway.models.execution_record import execution_id_for_message
 from sandbox_gateway_client import verify_signature
 
-from local.aws import FAKE_AWS
+from local.aws import aws_client
 from local.stack import Stack
 from tests.e2e.conftest import Client
 
@@ -25,13 +24,8 @@ TERMINAL = {"succeeded", "failed", "timed_out"}
 
 
 def aws(stack: Stack, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=stack.aws_url,
-        region_name=FAKE_AWS["AWS_DEFAULT_REGION"],
-        aws_access_key_id=FAKE_AWS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
-    )
+    assert stack.aws_url is not None
+    return aws_client(service, stack.aws_url)
 
 
 def wait_for(client: Client, execution_id: str, timeout: float = 60.0) -> dict[str, Any]:
