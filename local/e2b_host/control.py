@@ -158,7 +158,8 @@ class ControlPlane:
         sandboxes = [
             s
             for s in self.registry.sandboxes.values()
-            if not s.closed
+            # gone(), not closed: an expired one the reaper has not killed yet is not listed
+            if not s.gone()
             and (not states or "running" in states)
             and (template is None or s.template_id == template)
             and (after is None or s.started_at >= after)
