@@ -102,25 +102,27 @@ class DynamoDBSessionRepository:
         if cancelled:
             raise StorageUnavailable("session storage refused the new session; retry")
 
-    def activate(self, session: Session, sandbox_id: str, now: int) -> Session | None:
-        return self._update(
-            session,
-            "SET #status = :active, sandbox_id = :sandbox, updated_at = :now",
-            "#status = :creating AND expires_at > :now",
-            {
-                ":active": SessionStatus.ACTIVE.value,
-                ":creating": SessionStatus.CREATING.value,
-                ":sandbox": sandbox_id,
-                ":now": now,
-            },
-        )
+    def activate(
+        self, session: Session, sandbox_id: str, now: int, sandbox_access: str | None = None
+    ) -> Session | None:
+        values: dict[str, Any] = {
+            ":active": SessionStatus.ACTIVE.value,
+            ":creating": SessionStatus.CREATING.value,
+            ":sandbox": sandbox_id,
+            ":now": now,
+        }
+        update = "SET #status = :active, sandbox_id = :sandbox, updated_at = :now"
+        if sandbox_access is not None:
+            update += ", sandbox_access = :access"
+            values[":access"] = sandbox_access
+        return self._update(session, update, "#status = :creating AND expires_at > :now", values)
 
     def mark_failed(self, session: Session, reason: str, now: int) -> Session | None:
         return self._end(
             session,
             now,
             "SET #status = :failed, failure_reason = :reason, updated_at = :now "
-            "REMOVE lease_id, lease_until, live_shard",
+            "REMOVE lease_id, lease_until, live_shard, sandbox_access",
             "#status IN (:creating, :active)",
             {
                 ":failed": SessionStatus.FAILED.value,
@@ -140,7 +142,7 @@ class DynamoDBSessionRepository:
                 session,
                 now,
                 "SET #status = :final, closed_at = :now, updated_at = :now "
-                "REMOVE lease_id, lease_until, live_shard",
+                "REMOVE lease_id, lease_until, live_shard, sandbox_access",
                 f"#status IN (:creating, :active) AND {clock_condition}",
                 {":final": final.value, ":now": now, ":creating": _LIVE[0], ":active": _LIVE[1]},
             )
@@ -154,7 +156,7 @@ class DynamoDBSessionRepository:
             session,
             now,
             "SET #status = :expired, closed_at = :now, updated_at = :now "
-            "REMOVE lease_id, lease_until, live_shard",
+            "REMOVE lease_id, lease_until, live_shard, sandbox_access",
             "#status IN (:creating, :active) AND expires_at <= :now",
             {
                 ":expired": SessionStatus.EXPIRED.value,
@@ -371,7 +373,7 @@ def _to_item(session: Session) -> dict[str, Any]:
         "purge_at": session.expires_at + RETENTION_SECONDS,
         "metadata": dict(session.metadata),
     }
-    for optional in ("sandbox_id", "failure_reason", "closed_at"):
+    for optional in ("sandbox_id", "failure_reason", "closed_at", "sandbox_access"):
         value = getattr(session, optional)
         if value is not None:
             item[optional] = value
@@ -395,6 +397,7 @@ def _to_session(item: dict[str, Any]) -> Session:
         metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
         failure_reason=item.get("failure_reason"),
         closed_at=int(item["closed_at"]) if item.get("closed_at") is not None else None,
+        sandbox_access=item.get("sandbox_access"),
     )
 
 

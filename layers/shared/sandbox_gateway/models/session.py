@@ -45,6 +45,8 @@ class Session:
     metadata: dict[str, str] = field(default_factory=dict)
     failure_reason: str | None = None
     closed_at: int | None = None
+    # The provider's sealed means to reach the sandbox without its control plane (ports.CreatedSandbox).
+    sandbox_access: str | None = field(default=None, repr=False)
 
     def effective_status(self, now: int) -> SessionStatus:
         """Expiry is decided by the clock, not by DynamoDB's TTL sweep, which runs late."""
