@@ -80,8 +80,17 @@ build-local: $(SAM)
 deploy: build
 	$(SAM) deploy --guided
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+# The bench extra of pyproject.toml (matplotlib, for the chart), installed on first use; read from
+# pyproject so the two cannot differ, and without reinstalling the project itself.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"], sep="\n")' \
+		| $(BIN)/python -m pip install --quiet -r /dev/stdin
+	touch $(BENCH_STAMP)
+
+## bench: the figures of the local stack beside their baselines, one table, JSON and chart in benchmarks/results/ (ARGS="--repeat 20 ...")
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run $(ARGS)
 
 ## bench-timeouts: how soon after timeout_seconds a runaway cell is answered, per provider
 bench-timeouts: $(STAMP)
