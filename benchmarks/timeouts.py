@@ -61,7 +61,7 @@ def docker_provider() -> Iterator[tuple[SandboxProvider, Environment]]:
 
 
 def measure(provider: SandboxProvider, env: Environment, limit: int, repeat: int) -> list[dict[str, Any]]:
-    sandbox_id = provider.create(SandboxSpec("ses_bench_timeouts", "bench", env, 900))
+    sandbox_id = provider.create(SandboxSpec("ses_bench_timeouts", "bench", env, 900)).sandbox_id
     ref = SandboxRef(sandbox_id, "ses_bench_timeouts", env, int(time.time()) + 900)
     rows = []
     try:

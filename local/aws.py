@@ -1,5 +1,5 @@
-"""The local stack's queues, event bus, rules and buckets on moto's server, and the poller that feeds
-a function its SQS messages the way Lambda's event source mapping does.
+"""The local stack's queues, event bus, rules, buckets and KMS keys on moto's server, and the poller that
+feeds a function its SQS messages the way Lambda's event source mapping does.
 
 Everything is created from template.yaml (local/template.py reads it), so the local resources
 cannot drift from what `sam deploy` creates. Names are `sandbox-gateway-<kebab logical id>-local`,
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -75,6 +75,7 @@ class LocalAwsResources:
     event_bus_names: Mapping[str, str]
     bucket_names: Mapping[str, str]
     completions_queue_url: str
+    kms_key_ids: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def event_bus_name(self) -> str:
@@ -86,8 +87,8 @@ class LocalAwsResources:
         return None if dead_letter_queue is None else self.queue_urls[dead_letter_queue]
 
     def references(self) -> dict[str, str]:
-        """What `!Ref <logical id>` gives deployed: a queue's URL, a bus's or a bucket's name."""
-        return {**self.queue_urls, **self.event_bus_names, **self.bucket_names}
+        """What `!Ref <logical id>` gives deployed: a queue's URL, a bus's or a bucket's name, a key's id."""
+        return {**self.queue_urls, **self.event_bus_names, **self.bucket_names, **self.kms_key_ids}
 
 
 def create_resources(endpoint_url: str, template: dict[str, Any] | None = None) -> LocalAwsResources:
@@ -141,6 +142,13 @@ def create_resources(endpoint_url: str, template: dict[str, Any] | None = None) 
         for operation, arguments in bucket_requests(bucket, name):
             getattr(s3, operation)(**arguments)
 
+    kms = aws_client("kms", endpoint_url)
+    kms_key_ids = {
+        logical_id: str(kms.create_key(Description=local_name(logical_id))["KeyMetadata"]["KeyId"])
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::KMS::Key"
+    }
+
     (bus_name,) = bus_names.values()
     completions_url, completions_arn = _create_queue(sqs, COMPLETIONS_QUEUE, {})
     _put_rule(
@@ -151,7 +159,14 @@ def create_resources(endpoint_url: str, template: dict[str, Any] | None = None) 
         [{"Id": "Completions", "Arn": completions_arn}],
     )
     return LocalAwsResources(
-        endpoint_url, queue_urls, queue_arns, dead_letter_queues, bus_names, bucket_names, completions_url
+        endpoint_url,
+        queue_urls,
+        queue_arns,
+        dead_letter_queues,
+        bus_names,
+        bucket_names,
+        completions_url,
+        kms_key_ids,
     )
 
 

@@ -44,11 +44,15 @@ def metadata_filter(request: Request) -> dict[str, str]:
 class ControlPlane:
     def __init__(self, registry: SandboxRegistry) -> None:
         self.registry = registry
+        # Every control-plane request but /health: tests pin how many a gateway call makes.
+        self.requests = 0
 
     async def handle(self, request: Request, send: Send) -> None:
         if request.path == "/health" and request.method == "GET":
-            await send_json(send, 200, {"status": "ok", "sandboxes": len(self.registry.sandboxes)})
+            body = {"status": "ok", "sandboxes": len(self.registry.sandboxes), "requests": self.requests}
+            await send_json(send, 200, body)
             return
+        self.requests += 1
         if not (request.headers.get("x-api-key") or request.headers.get("authorization")):
             await send_error(send, 401, "Invalid API key: X-API-KEY header is missing")
             return

@@ -53,7 +53,7 @@ def ref(e2b: E2BSandboxProvider, request: pytest.FixtureRequest) -> Iterator[San
     """A fresh E2B sandbox for one test, killed after it."""
     env = environment("e2b")
     session_id = "ses_" + request.node.name.replace("[", "_").replace("]", "")[:48]
-    sandbox_id = e2b.create(SandboxSpec(session_id, "tenant-contract", env, 300))
+    sandbox_id = e2b.create(SandboxSpec(session_id, "tenant-contract", env, 300)).sandbox_id
     yield SandboxRef(sandbox_id, session_id, env, int(time.time()) + 300)
     e2b.kill(sandbox_id)
 
@@ -107,7 +107,7 @@ def new_sandbox(provider: SandboxProvider, provider_kind: str) -> Iterator[Sandb
         env = environment(provider_kind, language)
         session_id = f"ses_contract{len(created)}"
         spec = SandboxSpec(session_id, "tenant-contract", env, lifetime, envs or {})
-        sandbox_id = provider.create(spec)
+        sandbox_id = provider.create(spec).sandbox_id
         created.append(sandbox_id)
         return SandboxRef(sandbox_id, session_id, env, int(time.time()) + lifetime)
 

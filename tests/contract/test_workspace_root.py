@@ -32,7 +32,7 @@ def configured(request: pytest.FixtureRequest) -> Iterator[tuple[SandboxProvider
         provider = e2b_provider_for(request.getfixturevalue("e2b_host"), workspace=WORKSPACE)
     env = environment(kind)
     session_id = f"ses_workspace_{kind}_{time.time_ns()}"
-    sandbox_id = provider.create(SandboxSpec(session_id, "tenant-contract", env, 300))
+    sandbox_id = provider.create(SandboxSpec(session_id, "tenant-contract", env, 300)).sandbox_id
     yield provider, SandboxRef(sandbox_id, session_id, env, int(time.time()) + 300)
     provider.kill(sandbox_id)
 

@@ -174,7 +174,9 @@ def test_output_beyond_the_cap_is_cut_and_marked(sandbox: SandboxRef, engine: do
 def test_delete_removes_the_container_and_its_volumes(
     provider: DockerSandboxProvider, engine: docker.DockerClient
 ) -> None:
-    sandbox_id = provider.create(SandboxSpec("ses_docker_delete", "tenant-docker", ENVIRONMENT, 300))
+    sandbox_id = provider.create(
+        SandboxSpec("ses_docker_delete", "tenant-docker", ENVIRONMENT, 300)
+    ).sandbox_id
     provider.kill(sandbox_id)
     with pytest.raises(docker.errors.NotFound):
         engine.containers.get(sandbox_id)
@@ -184,9 +186,9 @@ def test_delete_removes_the_container_and_its_volumes(
 def test_expired_containers_are_reaped_on_access_and_by_the_reaper(
     provider: DockerSandboxProvider, engine: docker.DockerClient
 ) -> None:
-    first = provider.create(SandboxSpec("ses_docker_expired_a", "tenant-docker", ENVIRONMENT, 1))
-    second = provider.create(SandboxSpec("ses_docker_expired_b", "tenant-docker", ENVIRONMENT, 1))
-    kept = provider.create(SandboxSpec("ses_docker_extended", "tenant-docker", ENVIRONMENT, 1))
+    first = provider.create(SandboxSpec("ses_docker_expired_a", "tenant-docker", ENVIRONMENT, 1)).sandbox_id
+    second = provider.create(SandboxSpec("ses_docker_expired_b", "tenant-docker", ENVIRONMENT, 1)).sandbox_id
+    kept = provider.create(SandboxSpec("ses_docker_extended", "tenant-docker", ENVIRONMENT, 1)).sandbox_id
     time.sleep(1.1)
 
     with pytest.raises(SandboxGone) as gone:

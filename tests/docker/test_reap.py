@@ -42,8 +42,8 @@ def owned(engine: docker.DockerClient, monkeypatch: pytest.MonkeyPatch) -> Itera
 def test_make_reap_removes_only_expired_containers_of_its_owner(
     owned: DockerSandboxProvider, engine: docker.DockerClient
 ) -> None:
-    expired = owned.create(SandboxSpec("ses_docker_reap_expired", "tenant-docker", ENVIRONMENT, 1))
-    live = owned.create(SandboxSpec("ses_docker_reap_live", "tenant-docker", ENVIRONMENT, 300))
+    expired = owned.create(SandboxSpec("ses_docker_reap_expired", "tenant-docker", ENVIRONMENT, 1)).sandbox_id
+    live = owned.create(SandboxSpec("ses_docker_reap_live", "tenant-docker", ENVIRONMENT, 300)).sandbox_id
     time.sleep(1.1)
 
     assert make_reap([]) == 0

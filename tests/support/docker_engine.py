@@ -60,7 +60,9 @@ def sandbox_for(provider: Any, name: str, timeout_seconds: int = 300) -> Iterato
     environment = next(e for e in BUILT_IN_ENVIRONMENTS if e.name == "docker-python")
     session_id = "ses_docker_" + re.sub(r"[^a-z0-9]", "", name.lower())[:40]
     provider.kill(f"sgw-{session_id}")  # left by an interrupted earlier run, if any
-    sandbox_id = provider.create(SandboxSpec(session_id, "tenant-docker", environment, timeout_seconds))
+    sandbox_id = provider.create(
+        SandboxSpec(session_id, "tenant-docker", environment, timeout_seconds)
+    ).sandbox_id
     try:
         yield SandboxRef(sandbox_id, session_id, environment, int(time.time()) + timeout_seconds)
     finally:

@@ -27,7 +27,7 @@ from sandbox_gateway.models.errors import (
 )
 from sandbox_gateway.models.execution import CodeRun, ExecutionErrorInfo, ExecutionOutcome, ExecutionStatus
 from sandbox_gateway.models.files import FileEntry, FileType
-from sandbox_gateway.ports import SandboxRef, SandboxSpec
+from sandbox_gateway.ports import CreatedSandbox, SandboxRef, SandboxSpec
 
 KNOWN_TEMPLATES = frozenset(env.template for env in BUILT_IN_ENVIRONMENTS)
 ROOT_DIRECTORIES = ("/workspace", "/home/user", "/tmp")
@@ -66,7 +66,7 @@ class FakeSandboxProvider:
         self.during_kill: Callable[[], None] | None = None
 
     # --- SandboxProvider --------------------------------------------------------------------
-    def create(self, spec: SandboxSpec) -> str:
+    def create(self, spec: SandboxSpec) -> CreatedSandbox:
         if self.fail_create is not None:
             error, self.fail_create = self.fail_create, None
             raise error
@@ -77,7 +77,7 @@ class FakeSandboxProvider:
             raise ProviderError("the provider failed to create the sandbox")  # as E2B and Docker do
         sandbox_id = f"fake-{next(self._ids)}"
         self.sandboxes[sandbox_id] = FakeSandbox(spec, timeout_seconds=spec.timeout_seconds)
-        return sandbox_id
+        return CreatedSandbox(sandbox_id)
 
     def execute(self, ref: SandboxRef, run: CodeRun) -> ExecutionOutcome:
         sandbox = self._live(ref)

@@ -59,6 +59,10 @@ class Settings(BaseModel):
     reaper_batch_size: int = Field(default=200, ge=1, le=1000)
     custom_environments: tuple[Environment, ...] = ()
 
+    # The KMS key that seals each E2B sandbox's access token in its session, so a warm execute in a
+    # new container reaches the sandbox without E2B's control plane. Unset: connect per container.
+    sandbox_access_key_id: str | None = None
+
     # Async and event-triggered executions (docs/decisions/0007-async-executions.md). Unset
     # queue, bus or bucket: that part is off (mode "async" answers 503 async_unavailable).
     aws_endpoint_url: str | None = None  # SQS, EventBridge and S3 (the local stack's moto)

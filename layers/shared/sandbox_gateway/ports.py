@@ -26,6 +26,16 @@ class SandboxSpec:
 
 
 @dataclass(frozen=True)
+class CreatedSandbox:
+    """A started sandbox: its id, and what reaches it again without the provider's control plane."""
+
+    sandbox_id: str
+    # Sealed by the provider (an access token is inside): opaque to everyone else, stored with
+    # the session. None when the provider needs nothing but the id.
+    access: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class SandboxRef:
     """How a provider finds a session's sandbox again in a later, stateless invocation."""
 
@@ -33,13 +43,14 @@ class SandboxRef:
     session_id: str
     environment: Environment
     expires_at: int
+    access: str | None = field(default=None, repr=False)  # CreatedSandbox.access, as stored
 
 
 class SandboxProvider(Protocol):
     """A sandbox backend (E2B, Docker). Raises only domain errors (models/errors.py)."""
 
-    def create(self, spec: SandboxSpec) -> str:
-        """Start a sandbox whose working directory is the workspace; return its id."""
+    def create(self, spec: SandboxSpec) -> CreatedSandbox:
+        """Start a sandbox whose working directory is the workspace."""
         ...
 
     def execute(self, ref: SandboxRef, run: CodeRun) -> ExecutionOutcome: ...
@@ -75,7 +86,9 @@ class SessionRepository(Protocol):
 
     def list(self, tenant_id: str, limit: int, page_token: str | None) -> SessionPage: ...
 
-    def activate(self, session: Session, sandbox_id: str, now: int) -> Session | None:
+    def activate(
+        self, session: Session, sandbox_id: str, now: int, sandbox_access: str | None = None
+    ) -> Session | None:
         """creating → active, only while unexpired."""
         ...
 
@@ -113,6 +126,15 @@ class SessionRepository(Protocol):
 class ExecutionPage:
     executions: list[ExecutionRecord]
     next_token: str | None
+
+
+class Sealer(Protocol):
+    """Encrypts a secret to be stored (a sandbox's access token), bound to a context: a sealed value
+    opens only with the context it was sealed with, so it cannot be moved to another item."""
+
+    def seal(self, plaintext: bytes, context: dict[str, str]) -> str: ...
+
+    def open(self, sealed: str, context: dict[str, str]) -> bytes: ...
 
 
 class ExecutionStore(Protocol):

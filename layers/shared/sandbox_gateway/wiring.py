@@ -18,6 +18,7 @@ from sandbox_gateway.adapters.callbacks import CallbackGuard, HttpCallbackSender
 from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
 from sandbox_gateway.adapters.execution_store import DynamoDBExecutionStore
 from sandbox_gateway.adapters.idempotency import IdempotentRequests
+from sandbox_gateway.adapters.kms import KmsSealer
 from sandbox_gateway.adapters.secrets import e2b_api_key_source
 from sandbox_gateway.adapters.tenants import DynamoDBTenantStore, TenantCallbackSecrets
 from sandbox_gateway.catalogue import EnvironmentCatalogue
@@ -177,7 +178,14 @@ def e2b_provider() -> E2BSandboxProvider:
         sandbox_url=settings.e2b_sandbox_url,
         output_limit_bytes=settings.e2b_output_limit_bytes,
         workspace=settings.workspace_root,
+        sealer=access_sealer(),
     )
+
+
+@cache
+def access_sealer() -> KmsSealer | None:
+    key_id = get_settings().sandbox_access_key_id
+    return KmsSealer(key_id, lambda: aws_client("kms")) if key_id else None
 
 
 @cache

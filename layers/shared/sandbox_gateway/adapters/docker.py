@@ -39,7 +39,7 @@ from sandbox_gateway.models.errors import (
 )
 from sandbox_gateway.models.execution import CodeRun, ExecutionOutcome, ExecutionStatus
 from sandbox_gateway.models.files import FileEntry, FileType
-from sandbox_gateway.ports import SandboxRef, SandboxSpec
+from sandbox_gateway.ports import CreatedSandbox, SandboxRef, SandboxSpec
 
 logger = Logger(child=True)
 
@@ -101,7 +101,7 @@ class DockerSandboxProvider:
         self._lock = threading.Lock()
 
     # --- lifecycle -------------------------------------------------------------------------
-    def create(self, spec: SandboxSpec) -> str:
+    def create(self, spec: SandboxSpec) -> CreatedSandbox:
         name = f"sgw-{spec.session_id}"
         env = spec.environment
         labels = {
@@ -155,7 +155,7 @@ class DockerSandboxProvider:
                 # Nothing leaks: no container, no volume survives a failed create.
                 self._remove(client, name)
                 raise
-        return name
+        return CreatedSandbox(name)  # reached by its name: no access to keep
 
     def extend(self, ref: SandboxRef, timeout_seconds: int) -> None:
         # The container has no clock of its own: the session's stored expiry is the truth, and

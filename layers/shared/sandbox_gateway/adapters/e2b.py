@@ -19,8 +19,10 @@ from typing import Any
 import e2b
 import httpx
 from aws_lambda_powertools import Logger
+from e2b import ConnectionConfig
 from e2b_code_interpreter import Sandbox
 from e2b_code_interpreter.models import Context, OutputMessage
+from packaging.version import InvalidVersion, Version
 
 from sandbox_gateway.adapters.code_interpreter import outcome_from_execution, timed_out
 from sandbox_gateway.models.environment import Language
@@ -44,7 +46,7 @@ from sandbox_gateway.models.execution import (
     ExecutionStatus,
 )
 from sandbox_gateway.models.files import FileEntry, FileType
-from sandbox_gateway.ports import SandboxRef, SandboxSpec
+from sandbox_gateway.ports import CreatedSandbox, SandboxRef, SandboxSpec, Sealer
 
 logger = Logger(child=True)
 
@@ -147,8 +149,12 @@ class E2BSandboxProvider:
         clock: Callable[[], float] = time.time,
         output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT_BYTES,
         workspace: str = DEFAULT_WORKSPACE,
+        sealer: Sealer | None = None,
     ) -> None:
         self._api_key = api_key
+        # Seals each sandbox's envd access for its session, so any container reaches it later
+        # without E2B's control plane (no `connect`); None: connect once per container.
+        self._sealer = sealer
         self._workspace = workspace  # where code runs and relative paths resolve
         self._output_limit = output_limit_bytes
         self._request_timeout = request_timeout_seconds
@@ -159,7 +165,7 @@ class E2BSandboxProvider:
         self._lock = threading.Lock()
 
     # --- lifecycle -------------------------------------------------------------------------
-    def create(self, spec: SandboxSpec) -> str:
+    def create(self, spec: SandboxSpec) -> CreatedSandbox:
         env = spec.environment
         with _translated("create the sandbox"):
             sandbox = Sandbox.create(
@@ -192,12 +198,13 @@ class E2BSandboxProvider:
                 if moved.error is not None:
                     raise ProviderError(f"could not enter {self._workspace}: {moved.error.name}")
                 self._context(sandbox, env.default_language)
+            access = self._seal_access(sandbox, spec.session_id)
         except Exception:
             # Nothing leaks: a sandbox that never became a session's is killed at once.
             self._kill_quietly(sandbox)
             raise
         self._remember(sandbox)
-        return str(sandbox.sandbox_id)
+        return CreatedSandbox(str(sandbox.sandbox_id), access)
 
     def extend(self, ref: SandboxRef, timeout_seconds: int) -> None:
         with self._sandbox(ref, "extend the sandbox") as sandbox:
@@ -378,11 +385,56 @@ class E2BSandboxProvider:
             if sandbox is not None:
                 self._sandboxes.move_to_end(ref.sandbox_id)
                 return sandbox
-        # connect() only lengthens a running sandbox's timeout, never shortens it.
-        remaining = max(1, ref.expires_at - int(self._clock()))
-        sandbox = Sandbox.connect(ref.sandbox_id, timeout=remaining, **self._opts())
+        sandbox = self._reopened(ref)
+        if sandbox is None:
+            # connect() only lengthens a running sandbox's timeout, never shortens it.
+            remaining = max(1, ref.expires_at - int(self._clock()))
+            sandbox = Sandbox.connect(ref.sandbox_id, timeout=remaining, **self._opts())
         self._remember(sandbox)
         return sandbox
+
+    # --- direct access (no control plane) --------------------------------------------------
+    def _seal_access(self, sandbox: Sandbox, session_id: str) -> str | None:
+        """What `connect` would fetch again, sealed for this session: domain, envd version, tokens."""
+        if self._sealer is None:
+            return None
+        access = {
+            "domain": sandbox.sandbox_domain,
+            # The SDK keeps these two behind underscores but takes them in its constructor.
+            "envd_version": str(sandbox._envd_version),
+            "envd_access_token": sandbox._envd_access_token,
+            "traffic_access_token": sandbox.traffic_access_token,
+        }
+        plaintext = json.dumps(access, separators=(",", ":")).encode()
+        return self._sealer.seal(plaintext, _access_context(session_id, str(sandbox.sandbox_id)))
+
+    def _reopened(self, ref: SandboxRef) -> Sandbox | None:
+        """The session's sandbox built from its sealed access, as `connect` would, minus the call.
+
+        None (then the caller connects) when there is none or it does not open: a key problem
+        must cost a control-plane call, not the session."""
+        if ref.access is None or self._sealer is None:
+            return None
+        try:
+            access = json.loads(
+                self._sealer.open(ref.access, _access_context(ref.session_id, ref.sandbox_id))
+            )
+            version = Version(access["envd_version"])
+        except (ProviderError, ValueError, KeyError, TypeError, InvalidVersion):
+            logger.warning("could not open a session's sealed sandbox access; connecting instead")
+            return None
+        token = access.get("envd_access_token")
+        headers = {"E2b-Sandbox-Id": ref.sandbox_id, "E2b-Sandbox-Port": str(ConnectionConfig.envd_port)}
+        if token:
+            headers["X-Access-Token"] = token
+        return Sandbox(
+            sandbox_id=ref.sandbox_id,
+            sandbox_domain=access.get("domain"),
+            envd_version=version,
+            envd_access_token=token,
+            traffic_access_token=access.get("traffic_access_token"),
+            connection_config=ConnectionConfig(extra_sandbox_headers=headers, **self._opts()),
+        )
 
     def _still_running(self, sandbox: Sandbox) -> bool:
         try:
@@ -420,6 +472,11 @@ class E2BSandboxProvider:
 
 
 _NO_ERROR = ExecutionErrorInfo(name="", value="", traceback="")
+
+
+def _access_context(session_id: str, sandbox_id: str) -> dict[str, str]:
+    """Sealed access opens only for the session and sandbox it was sealed for."""
+    return {"session_id": session_id, "sandbox_id": sandbox_id}
 
 
 def _kernel_name(language: str | None) -> str:

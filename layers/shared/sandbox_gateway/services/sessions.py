@@ -108,13 +108,14 @@ class SessionService:
             metadata=dict(metadata),
         )
         try:
-            sandbox_id = sandbox_provider.create(spec)
+            created = sandbox_provider.create(spec)
         except DomainError as exc:
             self._mark_failed_quietly(session, exc.code)
             raise
+        sandbox_id = created.sandbox_id
         self._abandon_if_too_late(session, sandbox_provider, sandbox_id)
         try:
-            activated = self._repository.activate(session, sandbox_id, self.now())
+            activated = self._repository.activate(session, sandbox_id, self.now(), created.access)
         except Exception:
             self._kill_quietly(sandbox_provider, sandbox_id)
             raise
@@ -185,6 +186,7 @@ class SessionService:
             session_id=stored.session_id,
             environment=env,
             expires_at=stored.expires_at,
+            access=stored.sandbox_access,
         )
         return UsableSession(stored, env, self._providers(stored.provider), ref)
 
