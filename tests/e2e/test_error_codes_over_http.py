@@ -24,6 +24,7 @@ from typing import Any
 import e2b
 import pytest
 import requests
+from sandbox_gateway.adapters.table_layout import session_key
 from sandbox_gateway.api.errors import PROVIDER_MESSAGES
 
 from local.gateway import Gateway
@@ -160,7 +161,7 @@ class World:
         """Change the stored session as a concurrent request (or a crash mid-create) would have."""
         names = {"ExpressionAttributeNames": {"#status": "status"}} if "#status" in expression else {}
         self.table.update_item(
-            Key={"pk": f"TENANT#{self.stack.tenant_id}", "sk": f"SESSION#{session_id}"},
+            Key=session_key(session_id),
             UpdateExpression=expression,
             ExpressionAttributeValues=values,
             **names,

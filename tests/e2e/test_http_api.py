@@ -10,6 +10,7 @@ from typing import Any
 import e2b
 import pytest
 import requests
+from sandbox_gateway.adapters.table_layout import session_key
 
 from local.stack import Stack
 from tests.e2e.conftest import Client
@@ -134,7 +135,7 @@ def test_unknown_closed_and_expired_sessions(client: Client, stack: Stack, sessi
 
     expired = client.create_session()
     sessions_table.update_item(
-        Key={"pk": f"TENANT#{stack.tenant_id}", "sk": f"SESSION#{expired}"},
+        Key=session_key(expired),
         UpdateExpression="SET expires_at = :past",
         ExpressionAttributeValues={":past": 1},
     )

@@ -16,6 +16,7 @@ import boto3
 import pytest
 from sandbox_gateway import wiring
 from sandbox_gateway.adapters.callbacks import SIGNATURE_HEADER, verify_signature
+from sandbox_gateway.adapters.table_layout import session_key
 from sandbox_gateway.models.execution import ExecutionOutcome, ExecutionStatus
 from sandbox_gateway.models.execution_record import execution_id_for_message
 
@@ -576,7 +577,7 @@ def test_a_queued_execution_waits_for_its_busy_session_instead_of_failing(
     session_id = api.create_session()
     # Another execution holds the session for two more seconds.
     table.update_item(
-        Key={"pk": f"TENANT#{TENANT}", "sk": f"SESSION#{session_id}"},
+        Key=session_key(session_id),
         UpdateExpression="SET lease_id = :lease, lease_until = :until",
         ExpressionAttributeValues={":lease": "another", ":until": int(time.time()) + 2},
     )

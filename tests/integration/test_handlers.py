@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from sandbox_gateway.adapters.table_layout import session_key
 from sandbox_gateway.models.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from sandbox_gateway.models.execution import ExecutionOutcome, ExecutionStatus, RichResult
 
@@ -404,7 +405,7 @@ def test_list_directory_outside_roots_is_400(api: Api) -> None:
 def expire_now(table: Any, session_id: str) -> None:
     """Move the stored expiry into the past, as the clock would; TTL has not removed the item."""
     table.update_item(
-        Key={"pk": "TENANT#tenant-example", "sk": f"SESSION#{session_id}"},
+        Key=session_key(session_id),
         UpdateExpression="SET expires_at = :past",
         ExpressionAttributeValues={":past": 1},
     )
@@ -415,7 +416,7 @@ def set_item(table: Any, session_id: str, expression: str, values: dict[str, Any
     """Change the stored session as a concurrent request (or a crash mid-create) would have."""
     extra = {"ExpressionAttributeNames": {"#status": "status"}} if "#status" in expression else {}
     table.update_item(
-        Key={"pk": "TENANT#tenant-example", "sk": f"SESSION#{session_id}"},
+        Key=session_key(session_id),
         UpdateExpression=expression,
         ExpressionAttributeValues=values,
         **extra,

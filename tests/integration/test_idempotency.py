@@ -67,3 +67,14 @@ def test_a_failed_create_is_not_remembered(provider: FakeSandboxProvider) -> Non
 def test_malformed_keys_are_400(provider: FakeSandboxProvider, key: str) -> None:
     assert_error(create(key=key), 400, "invalid_request")
     assert provider.sandboxes == {}
+
+
+def test_each_key_is_its_own_partition(provider: FakeSandboxProvider, table: Any) -> None:
+    # Not one static partition that every keyed request of every tenant writes (decision 0008).
+    create(key="key-one"), create(key="key-two")
+    items = [i for i in table.scan()["Items"] if i["sk"] == "IDEMPOTENCY"]
+    assert len(items) == 2
+    assert len({i["pk"] for i in items}) == 2
+    assert all(i["pk"].startswith("IDEMPOTENCY#create-session#") for i in items)
+    assert create(key="key-one")["statusCode"] == 201  # a replay finds its record by that key
+    assert len(provider.sandboxes) == 2

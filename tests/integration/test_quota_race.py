@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from sandbox_gateway import wiring
 from sandbox_gateway.adapters.dynamodb import QUOTA_RETRY_AFTER_SECONDS, DynamoDBSessionRepository
+from sandbox_gateway.adapters.table_layout import session_key
 from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
 from sandbox_gateway.api.errors import status_for
 from sandbox_gateway.catalogue import EnvironmentCatalogue
@@ -106,9 +107,10 @@ def table_of(url: str) -> Any:
 
 
 def live_sessions(url: str, tenant: str) -> list[dict[str, Any]]:
-    items = table_of(url).query(
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :s)",
-        ExpressionAttributeValues={":pk": f"TENANT#{tenant}", ":s": "SESSION#"},
+    # Each session is its own partition now: a consistent scan, not the (eventually consistent) index.
+    items = table_of(url).scan(
+        FilterExpression="sk = :session AND tenant_id = :tenant",
+        ExpressionAttributeValues={":session": "SESSION", ":tenant": tenant},
         ConsistentRead=True,
     )["Items"]
     return [i for i in items if i["status"] in ("creating", "active")]
@@ -178,7 +180,7 @@ def test_twenty_simultaneous_creates_at_a_limit_of_five_start_exactly_five(
         # The reaper ending an expired session frees its slot, once.
         victim = more[0]
         table_of(dynamodb_url).update_item(
-            Key={"pk": f"TENANT#{tenant}", "sk": f"SESSION#{victim.session_id}"},
+            Key=session_key(victim.session_id),
             UpdateExpression="SET expires_at = :past",
             ExpressionAttributeValues={":past": int(time.time()) - 5},
         )

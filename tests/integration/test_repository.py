@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from dataclasses import replace
+from typing import Any
+
 import pytest
 from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
+from sandbox_gateway.adapters.table_layout import session_key, tenant_key
 from sandbox_gateway.models.environment import Provider
 from sandbox_gateway.models.errors import InvalidPageToken
 from sandbox_gateway.models.session import Session, SessionStatus, new_session_id
+
+from local.template import sessions_table_definition
 
 NOW = 1_800_000_000
 
@@ -176,3 +184,108 @@ def test_expire_only_once_past_expiry_and_only_while_live(repository: DynamoDBSe
     assert expired is not None and expired.status == SessionStatus.EXPIRED
     assert repository.expire(session, NOW + 700) is None  # once
     assert repository.list_expired(NOW + 1000, 10) == []
+
+
+# --- issue 11 part 7: each session its own partition (docs/decisions/0008-capacity.md) -------------
+def _token(fields: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
+
+
+def test_a_session_is_its_own_partition_not_its_tenants(
+    repository: DynamoDBSessionRepository, table: Any
+) -> None:
+    session = active(repository, make_session("t1"))
+    item = table.get_item(Key=session_key(session.session_id))["Item"]
+    assert item["pk"] == f"SESSION#{session.session_id}" and item["sk"] == "SESSION"
+    assert item["tenant_id"] == item["tenant_sessions"] == "t1"
+    # The tenant's own partition keeps only its tenant item (the counter) and usage items.
+    assert table.get_item(Key=tenant_key("t1"))["Item"]["active_sessions"] == 1
+    partition = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "TENANT#t1"})
+    assert {i["sk"].split("#")[0] for i in partition["Items"]} == {"TENANT", "USAGE"}
+
+
+def test_every_write_naming_another_tenants_session_changes_nothing(
+    repository: DynamoDBSessionRepository, table: Any
+) -> None:
+    # The session id alone reaches the item now: the tenant is a condition of every write.
+    session = active(repository, make_session("t1"))
+    before = table.get_item(Key=session_key(session.session_id))["Item"]
+    theirs = replace(session, tenant_id="t2")
+
+    assert repository.lease("t2", session.session_id, "x", NOW + 30, NOW) is None
+    assert repository.acquire_lease(theirs, "x", NOW + 30, NOW) is None
+    assert repository.activate(replace(theirs, status=SessionStatus.CREATING), "sbx-2", NOW) is None
+    assert repository.extend(theirs, NOW + 5000, NOW) is None
+    repository.release_lease(theirs, "x")
+    assert repository.close(theirs, NOW + 1) is None
+    assert repository.expire(theirs, NOW + 10_000) is None
+    assert repository.mark_failed(theirs, "x", NOW) is None
+
+    assert table.get_item(Key=session_key(session.session_id))["Item"] == before
+    assert "Item" not in table.get_item(Key=tenant_key("t2"))  # no counter moved for t2
+    assert table.get_item(Key=tenant_key("t1"))["Item"]["active_sessions"] == 1
+    assert repository.get("t2", session.session_id) is None
+
+
+def test_list_pages_newest_first_through_the_index_among_other_tenants(
+    repository: DynamoDBSessionRepository,
+) -> None:
+    ours = []
+    for offset in range(7):
+        mine = make_session("t1", created=NOW + offset)
+        repository.put_new(mine)
+        ours.append(mine.session_id)
+        repository.put_new(make_session("t2", created=NOW + offset))  # interleaved in time
+    seen, token, pages = [], None, 0
+    while True:
+        page = repository.list("t1", 3, token)
+        pages += 1
+        assert all(s.tenant_id == "t1" for s in page.sessions)
+        seen += [s.session_id for s in page.sessions]
+        token = page.next_token
+        if token is None:
+            break
+    assert seen == ours[::-1] and pages == 3
+
+
+def test_list_refuses_a_token_of_another_tenant_or_a_forged_one(
+    repository: DynamoDBSessionRepository,
+) -> None:
+    for offset in range(3):
+        repository.put_new(make_session("t1", created=NOW + offset))
+        repository.put_new(make_session("t2", created=NOW + offset))
+    token = repository.list("t1", 1, None).next_token
+    assert token is not None
+    with pytest.raises(InvalidPageToken):
+        repository.list("t2", 1, token)
+    for forged in ({"t": "t2", "s": "ses_x"}, {"t": "t1"}, {"t": "t1", "s": ""}, {"t": "t1", "s": 7}, ["t1"]):
+        with pytest.raises(InvalidPageToken):
+            repository.list("t1", 1, _token(forged))  # type: ignore[arg-type]
+
+
+def test_a_listing_never_carries_the_lease_or_the_sandbox_access(
+    repository: DynamoDBSessionRepository,
+) -> None:
+    session = make_session("t1")
+    repository.put_new(session)
+    repository.activate(session, "sbx-1", NOW, sandbox_access="sealed")
+    assert repository.lease("t1", session.session_id, "lease-1", NOW + 30, NOW) is not None
+
+    (listed,) = repository.list("t1", 10, None).sessions
+    assert listed.sandbox_id == "sbx-1" and listed.sandbox_access is None
+    found = repository.get("t1", session.session_id)
+    assert found is not None and found.sandbox_access == "sealed"
+
+
+def test_the_session_indexes_leave_out_what_an_execute_writes() -> None:
+    # A lease write (lease_id, lease_until) then changes no projected attribute: no index write,
+    # so an execute's two writes land on the session's own partition only.
+    indexes = {i["IndexName"]: i for i in sessions_table_definition()["GlobalSecondaryIndexes"]}
+    for name in ("SessionsByTenant", "LiveByExpiry"):
+        projection = indexes[name]["Projection"]
+        assert projection["ProjectionType"] == "INCLUDE"
+        assert not {"lease_id", "lease_until", "sandbox_access"} & set(projection["NonKeyAttributes"])
+    assert indexes["SessionsByTenant"]["KeySchema"] == [
+        {"AttributeName": "tenant_sessions", "KeyType": "HASH"},
+        {"AttributeName": "session_id", "KeyType": "RANGE"},
+    ]

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from botocore.exceptions import ClientError
+from sandbox_gateway.adapters.table_layout import session_key
 from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
 from sandbox_gateway.config import Settings
 
@@ -40,7 +41,7 @@ def age(table: Any, tenant: str, session_id: str, seconds: int) -> int:
     """Move the session's created_at back, as if it had lived `seconds`; the new created_at."""
     created_at = int(time.time()) - seconds
     table.update_item(
-        Key={"pk": f"TENANT#{tenant}", "sk": f"SESSION#{session_id}"},
+        Key=session_key(session_id),
         UpdateExpression="SET created_at = :t",
         ExpressionAttributeValues={":t": created_at},
     )
@@ -172,7 +173,7 @@ def test_an_expired_session_counts_its_lifetime_not_the_time_until_the_reaper_ca
     session_id = create(A)
     now = int(time.time())
     table.update_item(
-        Key={"pk": f"TENANT#{A}", "sk": f"SESSION#{session_id}"},
+        Key=session_key(session_id),
         UpdateExpression="SET created_at = :created, expires_at = :expired",
         ExpressionAttributeValues={":created": now - 300, ":expired": now - 100},
     )

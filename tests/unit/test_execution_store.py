@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 from sandbox_gateway.adapters.execution_store import DEFAULT_RETENTION_SECONDS, DynamoDBExecutionStore
+from sandbox_gateway.adapters.table_layout import execution_key
 from sandbox_gateway.models.errors import InvalidPageToken, StorageUnavailable
 from sandbox_gateway.models.execution_record import (
     ExecutionMode,
@@ -136,21 +137,21 @@ def test_store_keeps_a_lone_surrogate_in_a_result(store: DynamoDBExecutionStore)
 def test_store_item_carries_keys_index_and_ttl(store: DynamoDBExecutionStore, table: Any) -> None:
     record = queued()
     store.put_new(record)
-    item = table.get_item(Key={"pk": "TENANT#acme", "sk": f"EXECUTION#{record.execution_id}"})["Item"]
+    item = table.get_item(Key=execution_key(record.execution_id))["Item"]
     assert item["session_executions"] == "acme#sess_1"
     assert int(item["purge_at"]) == int(NOW) + DEFAULT_RETENTION_SECONDS
     assert isinstance(item["pending_json"], str) and json.loads(item["pending_json"])["code"] == "print('hé')"
 
     one_off = queued(session=None, environment="python-3.12")
     store.put_new(one_off)
-    item = table.get_item(Key={"pk": "TENANT#acme", "sk": f"EXECUTION#{one_off.execution_id}"})["Item"]
+    item = table.get_item(Key=execution_key(one_off.execution_id))["Item"]
     assert "session_executions" not in item  # sparse: not in the index until it has a session
 
 
 def test_store_retention_is_a_constructor_argument(table: Any) -> None:
     record = queued()
     DynamoDBExecutionStore(table, retention_seconds=60).put_new(record)
-    item = table.get_item(Key={"pk": "TENANT#acme", "sk": f"EXECUTION#{record.execution_id}"})["Item"]
+    item = table.get_item(Key=execution_key(record.execution_id))["Item"]
     assert int(item["purge_at"]) == int(NOW) + 60
 
 
@@ -235,7 +236,7 @@ def test_store_finish_with_failure_and_s3_result_drops_pending_key(
         failure, state=ExecutionState.FAILED, finished_at=NOW + 2, failure=Failure("quota_exceeded", "over")
     )
     assert store.finish(failure, replace(ended, pending=None)) == replace(ended, pending=None)
-    item = table.get_item(Key={"pk": "TENANT#acme", "sk": f"EXECUTION#{failure.execution_id}"})["Item"]
+    item = table.get_item(Key=execution_key(failure.execution_id))["Item"]
     assert "pending_json" not in item and "pending_key" not in item
 
 
@@ -314,6 +315,27 @@ def test_store_isolates_tenants(store: DynamoDBExecutionStore) -> None:
     assert store.list_for_session("globex", "sess_1", 10, None).executions == []
     assert store.start(replace(record, tenant_id="globex"), NOW) is None
     assert store.get("acme", record.execution_id) == record
+
+
+def test_store_record_is_its_own_partition_not_its_tenants(store: DynamoDBExecutionStore, table: Any) -> None:
+    record = queued()
+    store.put_new(record)
+    item = table.get_item(Key=execution_key(record.execution_id))["Item"]
+    assert item["pk"] == f"EXECUTION#{record.execution_id}" and item["sk"] == "EXECUTION"
+    assert not item["pk"].startswith("TENANT#") and item["tenant_id"] == "acme"
+
+
+def test_store_refuses_every_write_to_another_tenants_record(store: DynamoDBExecutionStore) -> None:
+    # The id alone reaches the item now: the tenant is a condition of every write.
+    record = queued()
+    store.put_new(record)
+    foreign = replace(record, tenant_id="globex")
+    done = replace(foreign, state=ExecutionState.SUCCEEDED, finished_at=NOW + 1, pending=None, result=RESULT)
+    assert store.finish(foreign, done) is None
+    store.record_callback(foreign, {"delivered": True})
+    assert store.put_new(foreign) is False  # the id is taken: nothing is overwritten
+    assert store.get("acme", record.execution_id) == record
+    assert store.get("globex", record.execution_id) is None
 
 
 def test_store_tenant_with_hash_cannot_list_another_tenants_session(store: DynamoDBExecutionStore) -> None:

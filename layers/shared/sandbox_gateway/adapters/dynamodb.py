@@ -1,4 +1,7 @@
-"""Sessions in one DynamoDB table, keyed by tenant so one tenant cannot address another's item."""
+"""Sessions in one DynamoDB table, each its own partition (`pk = SESSION#<id>`, decision 0008) so
+load spreads however few tenants there are. Every read checks the item's `tenant_id` and every
+write makes it a condition, so one tenant cannot address another's session even by its id; a
+tenant's sessions are listed through the sparse index SessionsByTenant."""
 
 from __future__ import annotations
 
@@ -11,7 +14,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sandbox_gateway.adapters.table_layout import tenant_key, tenant_pk, usage_key, with_conflict_retries
+from sandbox_gateway.adapters.table_layout import (
+    session_key,
+    tenant_key,
+    usage_key,
+    with_conflict_retries,
+)
 from sandbox_gateway.models.environment import Provider
 from sandbox_gateway.models.errors import InvalidPageToken, QuotaExceeded, StorageUnavailable
 from sandbox_gateway.models.session import Session, SessionStatus
@@ -32,14 +40,15 @@ LIVE_SHARD_ATTRIBUTE = "live_shard"
 LIVE_SHARDS = 8
 TRANSACTION_CONFLICT_RETRIES = 5  # at most ~1.5 s of jittered backoff in all
 QUOTA_RETRY_AFTER_SECONDS = 30  # a tenant at its live-session limit: one may end soon
+# A tenant's sessions, newest first: only session items carry `tenant_sessions` (their tenant),
+# and session ids are k-sortable. It projects what a listing shows, not the lease, so an
+# execute's lease writes do not write the index.
+TENANT_INDEX = "SessionsByTenant"
+TENANT_SESSIONS_ATTRIBUTE = "tenant_sessions"
 
 
 def live_shard(session_id: str) -> str:
     return str(int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big") % LIVE_SHARDS)
-
-
-def _sk(session_id: str) -> str:
-    return f"SESSION#{session_id}"
 
 
 class DynamoDBSessionRepository:
@@ -49,18 +58,17 @@ class DynamoDBSessionRepository:
 
     # --- reads ---------------------------------------------------------------------------
     def get(self, tenant_id: str, session_id: str) -> Session | None:
-        response = self._call(
-            self._table.get_item,
-            Key={"pk": tenant_pk(tenant_id), "sk": _sk(session_id)},
-            ConsistentRead=True,
-        )
+        response = self._call(self._table.get_item, Key=session_key(session_id), ConsistentRead=True)
         item = response.get("Item")
-        return _to_session(item) if item else None
+        # Another tenant's session is not found (404), exactly as a session that never existed.
+        return _to_session(item) if item and item.get("tenant_id") == tenant_id else None
 
     def list(self, tenant_id: str, limit: int, page_token: str | None) -> SessionPage:
         query: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": tenant_pk(tenant_id), ":prefix": "SESSION#"},
+            "IndexName": TENANT_INDEX,
+            "KeyConditionExpression": "#tenant = :tenant",
+            "ExpressionAttributeNames": {"#tenant": TENANT_SESSIONS_ATTRIBUTE},
+            "ExpressionAttributeValues": {":tenant": tenant_id},
             # Session ids start with their creation time, so descending sort keys are newest first.
             "ScanIndexForward": False,
             "Limit": limit,
@@ -70,6 +78,7 @@ class DynamoDBSessionRepository:
         response = self._call(self._table.query, **query)
         last_key = response.get("LastEvaluatedKey")
         return SessionPage(
+            # The index is eventually consistent: a session created a moment ago may be missing.
             sessions=[_to_session(item) for item in response.get("Items", [])],
             next_token=_encode_token(last_key) if last_key else None,
         )
@@ -229,11 +238,11 @@ class DynamoDBSessionRepository:
         cancelled = self._transact(
             {
                 "Update": {
-                    "Key": {"pk": tenant_pk(session.tenant_id), "sk": _sk(session.session_id)},
+                    "Key": session_key(session.session_id),
                     "UpdateExpression": update,
-                    "ConditionExpression": f"attribute_exists(pk) AND ({condition})",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": values,
+                    "ConditionExpression": f"attribute_exists(pk) AND #owner = :owner AND ({condition})",
+                    "ExpressionAttributeNames": {"#status": "status", "#owner": "tenant_id"},
+                    "ExpressionAttributeValues": {**values, ":owner": session.tenant_id},
                 }
             },
             {
@@ -314,16 +323,19 @@ class DynamoDBSessionRepository:
         *,
         with_status_name: bool = True,
     ) -> Session | None:
+        names = {"#owner": "tenant_id"}
+        if with_status_name:
+            names["#status"] = "status"
         request: dict[str, Any] = {
-            "Key": {"pk": tenant_pk(tenant_id), "sk": _sk(session_id)},
+            "Key": session_key(session_id),
             "UpdateExpression": update,
-            # attribute_exists(pk): an update must never create an item.
-            "ConditionExpression": f"attribute_exists(pk) AND ({condition})",
-            "ExpressionAttributeValues": values,
+            # attribute_exists(pk): an update must never create an item; the owner: a caller
+            # naming another tenant's session id changes nothing (and learns only "not found").
+            "ConditionExpression": f"attribute_exists(pk) AND #owner = :owner AND ({condition})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {**values, ":owner": tenant_id},
             "ReturnValues": "ALL_NEW",
         }
-        if with_status_name:
-            request["ExpressionAttributeNames"] = {"#status": "status"}
         try:
             response = self._table.update_item(**request)
         except ClientError as exc:
@@ -359,10 +371,10 @@ def _usage_update(tenant_id: str, epoch_seconds: int, counter: str, amount: int)
 
 def _to_item(session: Session) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "pk": tenant_pk(session.tenant_id),
-        "sk": _sk(session.session_id),
+        **session_key(session.session_id),
         "session_id": session.session_id,
         "tenant_id": session.tenant_id,
+        TENANT_SESSIONS_ATTRIBUTE: session.tenant_id,
         "agent": session.agent,
         "environment": session.environment,
         "provider": session.provider.value,
@@ -402,7 +414,9 @@ def _to_session(item: dict[str, Any]) -> Session:
 
 
 def _encode_token(key: dict[str, Any]) -> str:
-    raw = json.dumps({"pk": key["pk"], "sk": key["sk"]}, separators=(",", ":")).encode()
+    """The index's last key, named by tenant and session: the rest follows from those two."""
+    fields = {"t": key[TENANT_SESSIONS_ATTRIBUTE], "s": key["session_id"]}
+    raw = json.dumps(fields, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -414,9 +428,13 @@ def _decode_token(token: str, tenant_id: str) -> dict[str, str]:
         raise InvalidPageToken("next_token is not a token this API issued") from exc
     if (
         not isinstance(key, dict)
-        or key.get("pk") != tenant_pk(tenant_id)  # a token never pages through another tenant
-        or not isinstance(key.get("sk"), str)
-        or not key["sk"].startswith("SESSION#")
+        or key.get("t") != tenant_id  # a token never pages through another tenant
+        or not isinstance(key.get("s"), str)
+        or not key["s"]
     ):
         raise InvalidPageToken("next_token is not a token this API issued")
-    return {"pk": key["pk"], "sk": key["sk"]}
+    return {
+        **session_key(key["s"]),
+        TENANT_SESSIONS_ATTRIBUTE: tenant_id,
+        "session_id": key["s"],
+    }

@@ -1,6 +1,8 @@
-"""Execution records in the sessions table, beside their tenant's sessions (decision 0007).
+"""Execution records in the sessions table (decision 0007), each its own partition (decision 0008).
 
-- `pk = TENANT#<tenant>, sk = EXECUTION#<execution_id>`: one tenant cannot address another's record.
+- `pk = EXECUTION#<execution_id>, sk = EXECUTION`: records spread over partitions. The record's
+  `tenant_id` is checked on every read (another tenant's record is not found) and is a condition of
+  every write, so one tenant cannot address another's record even by its id.
 - `session_executions = <tenant>#<session>` only while a record has a session: the sparse index
   ExecutionsBySession lists a session's executions, newest first (ids are k-sortable).
 - `purge_at`: DynamoDB's TTL removes a record `retention_seconds` after it was created.
@@ -12,7 +14,7 @@ Traps this module handles:
 - `state`, `source`, `result`, `mode` … are (or may become) DynamoDB reserved words: every update
   names attributes through ExpressionAttributeNames.
 - A tenant id may contain `#`, so `<tenant>#<session>` alone could be another tenant's session:
-  listing drops any item whose `pk` is not the caller's tenant, and page tokens name the tenant.
+  listing drops any item whose `tenant_id` is not the caller's, and page tokens name the partition.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sandbox_gateway.adapters.table_layout import tenant_pk
+from sandbox_gateway.adapters.table_layout import EXECUTION_PK_PREFIX, EXECUTION_SK, execution_key
 from sandbox_gateway.models.errors import InvalidPageToken, StorageUnavailable
 from sandbox_gateway.models.execution_record import (
     ExecutionMode,
@@ -42,16 +44,11 @@ SESSION_EXECUTIONS_ATTRIBUTE = "session_executions"
 # The index's sort key: creation time, then id. Ids of queued messages are hashes (the same on
 # every delivery), so the id alone does not order a session's executions.
 ORDER_ATTRIBUTE = "execution_order"
-SK_PREFIX = "EXECUTION#"
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 _UNAVAILABLE = "execution storage is unavailable; retry shortly"
 # Optional scalar fields stored as plain attributes under their own names.
 _FLOATS = ("started_at", "finished_at")
 _STRINGS = ("session_id", "environment", "language", "callback_url", "result_key", "pending_key")
-
-
-def execution_sk(execution_id: str) -> str:
-    return f"{SK_PREFIX}{execution_id}"
 
 
 def execution_order(record: ExecutionRecord) -> str:
@@ -70,13 +67,10 @@ class DynamoDBExecutionStore:
 
     # --- reads ---------------------------------------------------------------------------
     def get(self, tenant_id: str, execution_id: str) -> ExecutionRecord | None:
-        response = self._call(
-            self._table.get_item,
-            Key={"pk": tenant_pk(tenant_id), "sk": execution_sk(execution_id)},
-            ConsistentRead=True,
-        )
+        response = self._call(self._table.get_item, Key=execution_key(execution_id), ConsistentRead=True)
         item = response.get("Item")
-        return _to_record(item) if item else None
+        # Another tenant's record is not found: its id says nothing to this tenant.
+        return _to_record(item) if item and item.get("tenant_id") == tenant_id else None
 
     def list_for_session(
         self, tenant_id: str, session_id: str, limit: int, page_token: str | None
@@ -93,11 +87,12 @@ class DynamoDBExecutionStore:
         if page_token:
             query["ExclusiveStartKey"] = _decode_token(page_token, tenant_id, partition)
         response = self._call(self._table.query, **query)
-        own = tenant_pk(tenant_id)
         last_key = response.get("LastEvaluatedKey")
         return ExecutionPage(
             # A tenant named "a#b" shares index partitions with tenant "a"'s sessions "b#…".
-            executions=[_to_record(item) for item in response.get("Items", []) if item.get("pk") == own],
+            executions=[
+                _to_record(item) for item in response.get("Items", []) if item.get("tenant_id") == tenant_id
+            ],
             next_token=_encode_token(last_key) if last_key else None,
         )
 
@@ -179,13 +174,16 @@ class DynamoDBExecutionStore:
         expression = "SET " + ", ".join(assignments)
         if removes:
             expression += " REMOVE " + ", ".join(f"#{name}" for name in removes)
-        full_condition = "attribute_exists(pk)"
+        # attribute_exists: an update never creates an item; the tenant: never another tenant's.
+        full_condition = "attribute_exists(pk) AND #owner = :owner"
+        names["#owner"] = "tenant_id"
+        all_values[":owner"] = record.tenant_id
         if condition:
             names["#state"] = "state"
             full_condition += f" AND ({condition})"
         try:
             response = self._table.update_item(
-                Key={"pk": tenant_pk(record.tenant_id), "sk": execution_sk(record.execution_id)},
+                Key=execution_key(record.execution_id),
                 UpdateExpression=expression,
                 ConditionExpression=full_condition,
                 ExpressionAttributeNames=names,
@@ -202,8 +200,7 @@ class DynamoDBExecutionStore:
 
     def _to_item(self, record: ExecutionRecord) -> dict[str, Any]:
         item: dict[str, Any] = {
-            "pk": tenant_pk(record.tenant_id),
-            "sk": execution_sk(record.execution_id),
+            **execution_key(record.execution_id),
             "execution_id": record.execution_id,
             "tenant_id": record.tenant_id,
             "mode": record.mode.value,
@@ -365,10 +362,10 @@ def _decode_token(token: str, tenant_id: str, partition: str) -> dict[str, str]:
     if (
         not isinstance(key, dict)
         # A token pages only through the tenant's and session's own executions.
-        or key.get("pk") != tenant_pk(tenant_id)
         or key.get("se") != partition
-        or not isinstance(key.get("sk"), str)
-        or not key["sk"].startswith(SK_PREFIX)
+        or not isinstance(key.get("pk"), str)
+        or not key["pk"].startswith(EXECUTION_PK_PREFIX)
+        or key.get("sk") != EXECUTION_SK
         or not isinstance(key.get("eo"), str)
     ):
         raise InvalidPageToken("next_token is not a token this API issued")

@@ -33,6 +33,8 @@ KEY_LIFETIME_SECONDS = 24 * 3600
 # The in-flight record outlives the invocation by this much, and the create must commit before
 # the invocation ends: the margin covers the last write (activate) after the final check.
 LOCK_MARGIN_SECONDS = 10
+IDEMPOTENCY_PK_PREFIX = "IDEMPOTENCY#"
+IDEMPOTENCY_SK = "IDEMPOTENCY"
 
 
 class LambdaContextLike(Protocol):
@@ -53,6 +55,15 @@ class _LockContext:
         return getattr(self._context, name)
 
 
+class _SpreadPersistenceLayer(DynamoDBPersistenceLayer):
+    """Powertools' DynamoDB layer with each key its own partition (`pk = IDEMPOTENCY#<hashed key>`,
+    `sk = IDEMPOTENCY`), instead of one static partition that every keyed request of every tenant
+    would write (docs/decisions/0008-capacity.md). The key is the hash Powertools computes."""
+
+    def _get_key(self, idempotency_key: str) -> dict[str, Any]:
+        return {"pk": {"S": f"{IDEMPOTENCY_PK_PREFIX}{idempotency_key}"}, "sk": {"S": IDEMPOTENCY_SK}}
+
+
 class IdempotentRequests:
     """Runs one operation (a route) at most once per (tenant, Idempotency-Key) within a day.
 
@@ -66,12 +77,11 @@ class IdempotentRequests:
 
     def __init__(self, table_name: str, client: Any, operation: str = "create-session") -> None:
         self._operation = operation  # keys of different routes never meet
-        self._persistence = DynamoDBPersistenceLayer(
+        self._persistence = _SpreadPersistenceLayer(
             table_name=table_name,
             boto3_client=client,
             key_attr="pk",
             sort_key_attr="sk",
-            static_pk_value="IDEMPOTENCY",
             expiry_attr="purge_at",  # the table's TTL attribute removes old keys
             status_attr="idempotency_status",
         )

@@ -1,8 +1,11 @@
-"""The sessions table's shared items: their keys, and retrying writes that meet a transaction.
+"""The sessions table's keys, and retrying writes that meet a transaction.
 
-A tenant's sessions, its tenant item (quota overrides, live-session counter) and its daily usage
-items share the partition `TENANT#<tenant>`; the session repository and the tenant store both
-write the tenant and usage items, so both build those keys here.
+Each session and each execution record is its own partition (`SESSION#<id>`, `EXECUTION#<id>`),
+so load spreads over partitions however few tenants there are (docs/decisions/0008-capacity.md);
+the item's `tenant_id` attribute, checked on every read and write, keeps tenants apart. A
+tenant's own partition `TENANT#<tenant>` holds only its tenant item (quota overrides,
+live-session counter) and its daily usage items; the session repository and the tenant store
+both write those, so both build their keys here.
 """
 
 from __future__ import annotations
@@ -18,6 +21,22 @@ T = TypeVar("T")
 TENANT_SK = "TENANT"
 USAGE_SK_PREFIX = "USAGE#"
 CONFLICT_BACKOFF_SECONDS = 0.05
+
+
+SESSION_PK_PREFIX = "SESSION#"
+SESSION_SK = "SESSION"
+EXECUTION_PK_PREFIX = "EXECUTION#"
+EXECUTION_SK = "EXECUTION"
+
+
+def session_key(session_id: str) -> dict[str, str]:
+    """A session's item. Session ids are the service's own random ids, unique across tenants."""
+    return {"pk": f"{SESSION_PK_PREFIX}{session_id}", "sk": SESSION_SK}
+
+
+def execution_key(execution_id: str) -> dict[str, str]:
+    """An execution record's item (ids are random, or a hash that includes the tenant)."""
+    return {"pk": f"{EXECUTION_PK_PREFIX}{execution_id}", "sk": EXECUTION_SK}
 
 
 def tenant_pk(tenant_id: str) -> str:
