@@ -172,9 +172,12 @@ def _round_trip_rows(round_trips: dict[str, Any]) -> list[Row]:
         target = counts.get("target_dynamodb")
         control = counts["control_plane"]
         target_text = "" if target is None else f"target <= {target} DynamoDB, 0 control-plane"
+        others = counts.get("other_aws_calls") or []
         note = f"{control} control-plane, {counts['sandbox_plane']} sandbox requests: " + " ".join(
             counts["dynamodb_calls"]
         )
+        if others:
+            note += f"; other AWS: {' '.join(others)}"
         if target is not None and control:
             note = "over target (control plane); " + note
         table.append(

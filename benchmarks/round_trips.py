@@ -5,8 +5,9 @@ A botocore hook in the benchmark's process cannot see the functions' calls (they
 gateway's worker processes), so each counted request is sent to its function's worker pool with
 `probe` as the handler: the probe turns on two counters, calls the route's real handler (the module
 instance that worker serves every request with), and turns them off again:
-  - DynamoDB: every botocore API call of the dynamodb service, by operation name (as
-    tests/integration/test_round_trips.py counts them);
+  - AWS: every botocore API call, by operation name; DynamoDB's apart (as
+    tests/integration/test_round_trips.py counts them), any other service's (KMS, Secrets
+    Manager, S3, SQS, EventBridge) as "service.Operation";
   - E2B: every HTTP request the E2B SDK sends, from the access log of its transport (pyqwest logs
     each request on `pyqwest.access` at DEBUG); control plane (/sandboxes...) and sandbox plane
     (envd, Jupyter) told apart by path.
@@ -50,14 +51,15 @@ class _AccessLog(logging.Handler):
 
 @contextlib.contextmanager
 def counting() -> Iterator[tuple[list[str], list[str]]]:
-    """(DynamoDB operations, E2B requests as "METHOD /path") made inside the block."""
-    dynamodb: list[str] = []
+    """(AWS calls: DynamoDB's as "Operation", other services' as "service.Operation"; E2B requests
+    as "METHOD /path") made inside the block."""
+    aws: list[str] = []
     requests: list[str] = []
     original = botocore.client.BaseClient._make_api_call
 
     def counted(self: Any, name: str, params: dict[str, Any]) -> Any:
-        if self.meta.service_model.service_name == "dynamodb":
-            dynamodb.append(name)
+        service = self.meta.service_model.service_name
+        aws.append(name if service == "dynamodb" else f"{service}.{name}")
         return original(self, name, params)
 
     access = logging.getLogger("pyqwest.access")
@@ -68,7 +70,7 @@ def counting() -> Iterator[tuple[list[str], list[str]]]:
     access.addHandler(handler)
     botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
     try:
-        yield dynamodb, requests
+        yield aws, requests
     finally:
         botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
         access.removeHandler(handler)
@@ -83,16 +85,18 @@ def probe(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from local.gateway import _invoke  # noqa: PLC0415 - the worker has it loaded already
 
     target = event.pop(TARGET_KEY)
-    with counting() as (dynamodb, requests):
+    with counting() as (aws, requests):
         answer = _invoke(target["code_dir"], target["handler"], target["function"], event, target["timeout"])
-    return {"answer": answer, "dynamodb": dynamodb, "requests": requests}
+    return {"answer": answer, "aws": aws, "requests": requests}
 
 
-def summary(dynamodb: list[str], requests: list[str], target: int | None = None) -> dict[str, Any]:
+def summary(aws: list[str], requests: list[str], target: int | None = None) -> dict[str, Any]:
     control = [r for r in requests if CONTROL_PLANE.match(r.split(" ", 1)[1])]
+    dynamodb = [call for call in aws if "." not in call]
     return {
         "dynamodb": len(dynamodb),
         "dynamodb_calls": dynamodb,
+        "other_aws_calls": [call for call in aws if "." in call],
         "control_plane": len(control),
         "sandbox_plane": len(requests) - len(control),
         "e2b_requests": requests,
@@ -165,7 +169,7 @@ def count_round_trips(stack: Any, environment: str = "e2b-python") -> dict[str, 
     operations: dict[str, dict[str, Any]] = {}
 
     def record(name: str, result: dict[str, Any]) -> None:
-        operations[name] = summary(result["dynamodb"], result["requests"], TARGETS.get(name))
+        operations[name] = summary(result["aws"], result["requests"], TARGETS.get(name))
 
     auth = counter.authorizer()
     record("authorizer (per key, then cached)", auth)

@@ -45,7 +45,7 @@ def report() -> dict[str, Any]:
             "operations": {
                 "execute (warm)": summary(["UpdateItem", "UpdateItem"], ["POST /execute"], 2),
                 "create": summary(
-                    ["GetItem", "TransactWriteItems", "UpdateItem"],
+                    ["GetItem", "TransactWriteItems", "kms.GenerateDataKey", "UpdateItem"],
                     ["POST /v2/sandboxes", "POST /process.Process/Start", "POST /execute"],
                 ),
             }
@@ -82,6 +82,7 @@ def test_bench_report_each_figure_beside_its_baseline_as_a_ratio() -> None:
     assert "0 control-plane, 1 sandbox" in warm.note
     create = table["round trips: create"]
     assert create.ratio is None and "1 control-plane, 2 sandbox" in create.note  # no target for create
+    assert (create.value, create.note.split("; ")[-1]) == ("3 DynamoDB", "other AWS: kms.GenerateDataKey")
     cold = table["cold import functions/execute"]
     assert (cold.value, cold.baseline_value, cold.ratio) == ("400.0 ms", "800.0 ms", 0.5)
 
@@ -168,6 +169,7 @@ def test_bench_round_trips_count_dynamodb_calls_and_e2b_requests_only_inside_the
 
     assert dynamodb == ["GetItem"]
     assert requests == ["POST /v2/sandboxes/i1/connect", "GET /files"]
-    counted = summary(dynamodb, requests, 2)
+    counted = summary([*dynamodb, "kms.Decrypt"], requests, 2)
     assert (counted["dynamodb"], counted["control_plane"], counted["sandbox_plane"]) == (1, 1, 1)
+    assert counted["other_aws_calls"] == ["kms.Decrypt"]
     assert access.level == logging.NOTSET and access.propagate
