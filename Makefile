@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 
-.PHONY: install dev test test-unit lint format build build-local requirements openapi schemas bench bench-timeouts bench-async deploy clean docker reap
+.PHONY: install dev test test-unit lint format build build-local requirements openapi schemas bench bench-timeouts bench-async bench-load deploy clean docker reap
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	bash scripts/ensure-system-packages.sh
@@ -99,6 +99,10 @@ bench-timeouts: $(STAMP)
 ## bench-async: async, queue and bus executions and Idempotency-Key replays against the sync execute
 bench-async: $(STAMP)
 	$(BIN)/python -m benchmarks.async_executions
+
+## bench-load: N clients of several tenants for a bounded time; is the store the bottleneck? (ARGS="--clients 12 --tenants 3 --seconds 10")
+bench-load: $(STAMP)
+	$(BIN)/python -m benchmarks.load $(ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache

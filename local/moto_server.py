@@ -10,6 +10,9 @@ client does not hold the others up while it sends its request.
 An SQS long poll (ReceiveMessage with WaitTimeSeconds) would hold that lock, and every other
 request of the stack, for its whole wait: this server runs it as short polls under the lock with
 pauses outside it, until a message comes or the wait is over. Clients see a long poll.
+
+`GET /_local/stats` answers, outside the lock, how many requests of each API the server has run
+and the seconds they held the lock (`benchmarks/load.py`: is the local store the bottleneck?).
 """
 
 from __future__ import annotations
@@ -31,6 +34,29 @@ from werkzeug.serving import run_simple
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 LONG_POLL_INTERVAL_SECONDS = 0.1
 MAX_WAIT_SECONDS = 20  # SQS's longest WaitTimeSeconds
+STATS_PATH = "/_local/stats"  # not a path of any AWS API moto serves
+
+
+class RequestStats:
+    """Per API (the X-Amz-Target header, e.g. DynamoDB_20120810.UpdateItem, else the HTTP method
+    and the first path segment: S3, the query protocol), requests run and seconds under the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, list[float]] = {}
+
+    def add(self, environ: dict[str, Any], seconds: float) -> None:
+        target = environ.get("HTTP_X_AMZ_TARGET") or (
+            f"{environ.get('REQUEST_METHOD', '')} /{environ.get('PATH_INFO', '').lstrip('/').split('/')[0]}"
+        )
+        with self._lock:
+            entry = self._calls.setdefault(target, [0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            return {name: {"requests": n, "seconds": round(t, 6)} for name, (n, t) in self._calls.items()}
 
 
 class OneRequestAtATime:
@@ -39,8 +65,12 @@ class OneRequestAtATime:
     def __init__(self, app: WsgiApp) -> None:
         self._app = app
         self._lock = threading.Lock()
+        self.stats = RequestStats()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("PATH_INFO") == STATS_PATH and environ.get("REQUEST_METHOD") == "GET":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(self.stats.snapshot()).encode()]
         # The request body is read before the lock, so a slow sender holds nobody up.
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         long_poll = sqs_long_poll(environ, body)
@@ -65,7 +95,11 @@ class OneRequestAtATime:
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         with self._lock:
-            return list(self._app(environ, start_response))
+            started = time.perf_counter()
+            try:
+                return list(self._app(environ, start_response))
+            finally:
+                self.stats.add(environ, time.perf_counter() - started)
 
 
 class _Answer:
