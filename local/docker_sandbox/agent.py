@@ -2,8 +2,10 @@
 
 `serve` is the container's long-lived process: it keeps one kernel per language (the same
 runners as the local E2B-compatible host) and answers on a Unix socket. Lambda invocations are
-stateless, so the provider reaches it per call with `docker exec ... agent.py call`, which relays
-one JSON request from stdin and the code interpreter's NDJSON events back to stdout.
+stateless, so the provider reaches it through `docker exec`: code through relay.py, which it
+starts once per gateway process and container and keeps open; create's first request through
+`agent.py call`, which relays one JSON request from stdin and the code interpreter's NDJSON
+events back to stdout. Both are callers on the socket like any other (one connection each).
 `list`, `remove` and `write` are one-shot helpers for the files API (they never follow symlinks).
 """
 

@@ -11,7 +11,7 @@ BASE_IMAGE=${BASE_IMAGE:-sandbox-gateway/base:bookworm}
 if [ "$BASE_IMAGE" = "sandbox-gateway/base:bookworm" ]; then
   bash "$here/build-base.sh" "$BASE_IMAGE" >&2
 fi
-hash=$( (echo "$BASE_IMAGE"; cat "$here/Dockerfile" "$here/agent.py" "$here/build-base.sh" \
+hash=$( (echo "$BASE_IMAGE"; cat "$here/Dockerfile" "$here/agent.py" "$here/relay.py" "$here/build-base.sh" \
   "$context/e2b_host/__init__.py" "$context/e2b_host/isolation.py" "$context/e2b_host/kernels.py" \
   "$context/e2b_host/js_runner.js" "$context/e2b_host/sync_stdio.js") | sha256sum | cut -c1-12)
 tag="sandbox-gateway/sandbox:$hash"

@@ -5,22 +5,27 @@ shared/SECURITY.md): non-root, no capabilities, no new privileges, read-only roo
 bounded memory/CPU/pids/files, an init, an allowlisted environment, no Docker socket inside.
 Files move only through the Engine's archive API with tars built and parsed in memory; nothing
 here opens a sandbox path on the host. docker-py is imported lazily: it is not in the Lambda layer.
+Code reaches the in-container agent through a relay exec that this process keeps open per
+container (an exec per call cost ~75 ms of process start and teardown, every time).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import select
 import socket
+import struct
 import tarfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 from aws_lambda_powertools import Logger
 
@@ -46,6 +51,8 @@ logger = Logger(child=True)
 # -I -S: the one-shot commands need only the standard library (site costs each exec a few ms);
 # -u: `call` relays events as they come, as before.
 AGENT = ["python3", "-I", "-S", "-u", "/opt/sandbox/agent.py"]
+# Kept open per container by this process and fed request after request (see _Relay).
+RELAY = ["python3", "-I", "-S", "/opt/sandbox/relay.py"]
 SANDBOX_USER = "1000:1000"
 UID = GID = 1000
 LABEL = "sandbox-gateway"
@@ -63,6 +70,9 @@ AGENT_RESERVE_BYTES = 512 * 1024
 GONE_CHECK_SECONDS = 3.0
 HELPER_OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024  # a full workspace's listing fits (20,000 inodes)
 ORPHAN_GRACE_SECONDS = 300  # a volume without a container is reaped only after this long
+# Relay execs kept open, one per container, least recently used closed first: each is a small
+# process inside its sandbox (its pids and memory limits) and a connection to the Engine.
+MAX_RELAYS = 64
 # Only these reach the container: nothing of the host's environment leaks in.
 BASE_ENVIRONMENT = {
     "HOME": "/home/user",
@@ -99,6 +109,7 @@ class DockerSandboxProvider:
         self._clock = clock
         self._client: Any = None
         self._lock = threading.Lock()
+        self._relays: OrderedDict[str, _Relay] = OrderedDict()
 
     # --- lifecycle -------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> CreatedSandbox:
@@ -164,6 +175,7 @@ class DockerSandboxProvider:
             pass
 
     def kill(self, sandbox_id: str) -> None:
+        self._drop_relay(sandbox_id)
         with self._engine("remove the sandbox") as client:
             self._remove(client, sandbox_id)
 
@@ -216,15 +228,15 @@ class DockerSandboxProvider:
             "output_limit": self._settings.docker_output_limit_bytes,
         }
         limit = self._settings.docker_output_limit_bytes + AGENT_RESERVE_BYTES
-        with self._sandbox(ref, "run code") as container:
-            started = time.perf_counter()
-            lines, cut = self._agent(container, request, run.timeout_seconds + AGENT_GRACE_SECONDS, limit)
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            end = _json_line(lines[-1]) if lines else {}
-            if end.get("type") != "end_of_execution" and not cut:
-                if self._gone(container):  # removed under the exec: a DELETE won the race
-                    raise SandboxGone("the session's sandbox was removed while the code ran")
-                raise ProviderError("the sandbox agent gave no result")
+        started = time.perf_counter()
+        output, cut, container = self._relayed(ref, request, run.timeout_seconds + AGENT_GRACE_SECONDS, limit)
+        lines = self._agent_lines(output, cut)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        end = _json_line(lines[-1]) if lines else {}
+        if end.get("type") != "end_of_execution" and not cut:
+            if self._gone(container):  # removed under the exec: a DELETE won the race
+                raise SandboxGone("the session's sandbox was removed while the code ran")
+            raise ProviderError("the sandbox agent gave no result")
         if cut:  # the agent overran its own budget: keep what came, say it was cut
             lines, end = [line for line in lines if _json_line(line)], {"truncated": True}
         elif end.get("status") not in set(ExecutionStatus):
@@ -305,6 +317,10 @@ class DockerSandboxProvider:
         size; says whether the answer was cut at `limit` (the runaway is swept then)."""
         payload = (json.dumps(request) + "\n").encode()
         output, cut = self._exec(container, [*AGENT, "call"], payload, timeout, limit)
+        return self._agent_lines(output, cut), cut
+
+    @staticmethod
+    def _agent_lines(output: bytes, cut: bool) -> list[str]:
         lines = output.decode("utf-8", "replace").splitlines()
         if cut:
             lines = lines[:-1]  # the last line is incomplete
@@ -312,7 +328,114 @@ class DockerSandboxProvider:
             # Its text is the agent's (exception text, paths): logged, not passed on.
             logger.warning("sandbox agent failed", extra={"detail": lines[-1][:2000]})
             raise ProviderError("the sandbox agent failed")
-        return lines, cut
+        return lines
+
+    def _relayed(
+        self, ref: SandboxRef, request: dict[str, Any], timeout: float, limit: int
+    ) -> tuple[bytes, bool, Any]:
+        """One request to the agent through this process's relay in the container: no Engine
+        request at all once the relay is open. The answer is bounded in time and size as an
+        exec's is (`_exec`); also returned: whether it was cut at `limit`, and the container.
+        A kept relay can have died since (the agent's sweep after another process's timeout ends
+        it too): it is replaced, once, only when it provably never took the request (its stream
+        ended before it said so, or the request was not even sent whole). Code runs at most once.
+        A new relay that ends before taking the request (a container from an image without
+        relay.py) leaves this request to a `docker exec` of its own, as before relays."""
+        payload = json.dumps(request).encode()
+        frame = _LENGTH.pack(len(payload)) + payload
+        relay = self._take_relay(ref)
+        while True:
+            kept = relay is not None
+            if relay is None:
+                with self._sandbox(ref, "run code") as container:
+                    relay = self._open_relay(container)
+            deadline = time.monotonic() + timeout
+            try:
+                relay.send(frame)
+            except OSError as exc:
+                relay.close()
+                if kept and not isinstance(exc, TimeoutError):  # not sent whole: never run
+                    relay = None
+                    continue
+                self._stream_failed(relay.container, exc)
+            try:
+                said = relay.said(deadline)
+            except OSError as exc:  # the socket's timeout (TimeoutError) included
+                relay.close()
+                self._stream_failed(relay.container, exc)
+            if len(said) == _LENGTH.size:
+                break
+            relay.close()  # its stream ended before it said it took the request: nothing ran
+            if not kept:
+                logger.warning("the sandbox's relay did not start", extra={"stderr": relay.stderr()})
+                output, cut = self._exec(relay.container, [*AGENT, "call"], payload, timeout, limit)
+                return output, cut, relay.container
+            relay = None
+        taken = said == _TAKEN  # anything else: a relay not to be trusted with the answer
+        try:
+            output, cut, ended = relay.answer(deadline, limit) if taken else (b"", False, True)
+        except OSError as exc:
+            relay.close()
+            self._stream_failed(relay.container, exc)
+        if cut or ended:  # cut: the rest of this answer is unread; ended: the relay is gone
+            relay.close()
+            if cut:
+                self._exec_sweep(relay.container)
+        else:
+            self._keep_relay(ref.sandbox_id, relay)
+        return output, cut, relay.container
+
+    def _stream_failed(self, container: Any, exc: OSError) -> NoReturn:
+        """As an exec's stream failing: the sandbox was removed, or the agent is stuck (swept)."""
+        if self._gone(container):
+            raise SandboxGone("the session's sandbox was removed while it was in use") from exc
+        self._exec_sweep(container)
+        raise ProviderTimeout("the sandbox did not answer in time") from exc
+
+    def _open_relay(self, container: Any) -> _Relay:
+        api = container.client.api
+        try:
+            exec_id = api.exec_create(
+                container.id,
+                RELAY,
+                stdin=True,
+                user=SANDBOX_USER,
+                workdir=self._settings.workspace_root,
+            )["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+        except _docker_errors().APIError as exc:
+            if self._gone(container):
+                raise SandboxGone("the session's sandbox no longer exists") from exc
+            raise
+        return _Relay(container, sock)
+
+    def _take_relay(self, ref: SandboxRef) -> _Relay | None:
+        """This process's open relay to the sandbox, if it is still alive and idle. None when the
+        session has expired: the slow path then removes the container, as on every access."""
+        with self._lock:
+            relay = self._relays.pop(ref.sandbox_id, None)
+        if relay is None:
+            return None
+        if ref.expires_at <= int(self._clock()) or not relay.idle():
+            relay.close()
+            return None
+        return relay
+
+    def _keep_relay(self, sandbox_id: str, relay: _Relay) -> None:
+        with self._lock:
+            extra = self._relays.pop(sandbox_id, None)  # two calls at once opened two: keep one
+            self._relays[sandbox_id] = relay
+            evicted = [extra] if extra is not None else []
+            while len(self._relays) > MAX_RELAYS:
+                evicted.append(self._relays.popitem(last=False)[1])
+        for old in evicted:
+            old.close()
+
+    def _drop_relay(self, sandbox_id: str) -> None:
+        with self._lock:
+            relay = self._relays.pop(sandbox_id, None)
+        if relay is not None:
+            relay.close()
 
     def _helper(self, container: Any, command: list[str], path: str, stdin: bytes = b"") -> dict[str, Any]:
         """A one-shot files helper of the agent. Messages are ours, about the caller's path:
@@ -479,6 +602,112 @@ class DockerSandboxProvider:
         for mount in ("workspace", "home", "tmp"):
             _ignore_missing(lambda m=mount: client.volumes.get(f"{name}-{m}").remove(force=True))
 
+
+class _Relay:
+    """An `agent.py relay` exec in one container, its hijacked Engine socket kept open. The
+    Engine multiplexes the exec's stdout and stderr in frames of an 8-byte header (stream, size)
+    and the data; inside stdout the relay frames each answer as length-prefixed chunks ended by a
+    zero length (see local/docker_sandbox/relay.py). The Engine's framing is trusted;
+    the relay's is not (code in the sandbox can write to its stdout): sizes are only counted."""
+
+    def __init__(self, container: Any, sock: Any) -> None:
+        self.container = container
+        self._sock = sock  # docker-py's object keeps the HTTP response (and so the socket) alive
+        self._raw: socket.socket = getattr(sock, "_sock", sock)
+        self._inbox = bytearray()  # bytes from the Engine, not yet taken apart
+        self._stdout = bytearray()  # the relay's stdout, not yet read
+        self._stderr = bytearray()  # the end of its stderr, for the log when it fails
+
+    def idle(self) -> bool:
+        """Open, and nothing waiting to be read: a relay that ended (killed by a sweep, its
+        container removed) has an Engine stream at its end, which polls as readable."""
+        if self._inbox or self._stdout:
+            return False
+        poller = select.poll()  # not select(): descriptors may exceed FD_SETSIZE
+        poller.register(self._raw, select.POLLIN | select.POLLPRI)
+        try:
+            return not poller.poll(0)
+        except OSError:
+            return False
+
+    def send(self, frame: bytes) -> None:
+        self._raw.settimeout(FILE_OP_TIMEOUT_SECONDS)
+        self._raw.sendall(frame)
+
+    def said(self, deadline: float) -> bytes:
+        """The relay's first word on a request: _TAKEN, or fewer bytes if its stream ended first
+        (the relay writes _TAKEN in one piece before passing the request on)."""
+        return self._read(_LENGTH.size, deadline)
+
+    def answer(self, deadline: float, limit: int) -> tuple[bytes, bool, bool]:
+        """One answer's bytes (at most `limit`), whether there were more (cut), and whether the
+        stream ended before the answer did. TimeoutError past `deadline`."""
+        data = bytearray()
+        received = 0
+        while True:
+            header = self._read(_LENGTH.size, deadline)
+            if len(header) < _LENGTH.size:
+                return bytes(data), False, True
+            size = _LENGTH.unpack(header)[0]
+            if size == 0:
+                return bytes(data), False, False
+            while size:
+                chunk = self._read(min(size, 1 << 16), deadline, exact=False)
+                if not chunk:
+                    return bytes(data), False, True
+                size -= len(chunk)
+                data += chunk[: max(limit - received, 0)]
+                received += len(chunk)
+                if received > limit:
+                    return bytes(data), True, False
+
+    def _read(self, size: int, deadline: float, *, exact: bool = True) -> bytes:
+        """`size` bytes of the relay's stdout (or what there is, unless `exact`); fewer at its end."""
+        while len(self._stdout) < (size if exact else 1):
+            if not self._frame(deadline):
+                break
+        taken = bytes(self._stdout[:size])
+        del self._stdout[:size]
+        return taken
+
+    def _frame(self, deadline: float) -> bool:
+        """Takes the Engine's next frame in; False at the end of the stream."""
+        while True:
+            if len(self._inbox) >= 8:
+                stream, size = struct.unpack(">BxxxL", self._inbox[:8])
+                if len(self._inbox) >= 8 + size:
+                    if stream == 1:
+                        self._stdout += self._inbox[8 : 8 + size]
+                    else:
+                        self._stderr = (self._stderr + self._inbox[8 : 8 + size])[-_STDERR_KEPT:]
+                    del self._inbox[: 8 + size]
+                    return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the relay did not answer in time")
+            self._raw.settimeout(remaining)
+            chunk = self._raw.recv(1 << 16)
+            if not chunk:
+                return False
+            self._inbox += chunk
+
+    def stderr(self) -> str:
+        return self._stderr.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Ends the exec's stdin, so the relay exits (the Engine closes it with the connection)."""
+        with suppress(OSError):
+            self._raw.shutdown(socket.SHUT_RDWR)
+        with suppress(OSError):
+            self._sock.close()
+            self._raw.close()
+
+
+# relay.py's framing: a big-endian length before each request and each chunk of an answer; a
+# request taken is said at once with _TAKEN (never a chunk's length), an answer ends with 0.
+_LENGTH = struct.Struct(">I")
+_TAKEN = b"\xff\xff\xff\xff"
+_STDERR_KEPT = 2048
 
 # What the agent names in a conflict, as said to the caller.
 _CONFLICTS = ("a directory", "a symbolic link", "a special file")
