@@ -6,10 +6,11 @@ at most --max-requests requests and --seconds of load after the sessions are cre
 N clients spread over T tenants (each its own API key), each with its own session, loop for the
 run's length: an execute every round, and every fourth round a file write and a file read. The
 local store is one moto server that runs one request at a time (local/moto_server.py), so its own
-busy time is exact: the seconds it held its lock, per API, read from its `/_local/stats` before and
-after the run. Busy time / wall time is how close the store is to being what limits the run (1.0:
-every request waits for it). The deployed table's limits are per partition
-(docs/decisions/0008-capacity.md); the run also counts the partitions its items were written to.
+accounting is exact: per API, the seconds requests held its lock (served) and waited for it, read
+from its `/_local/stats` before and after the run. It is the bottleneck when requests spend most of
+their time in it, or when it is busy nearly all the time (1.0: saturated). The deployed table's
+limits are per partition (docs/decisions/0008-capacity.md); the run also counts the partitions
+its items were written to.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 import threading
 import time
@@ -43,7 +45,10 @@ CREATE_ATTEMPTS = 3
 # authorizer and of the sessions function, and a dozen cold imports at once on two cores outlast
 # the authorizer's timeout. The load itself runs at full concurrency, on warm workers.
 CREATE_CONCURRENCY = 4
-BOTTLENECK_SHARE = 0.5  # store busy for at least this share of the run: it is what limits it
+# The store is what limits the run when requests spend at least half their time in it (waiting
+# or served), or when the one store process is busy nearly all the time (saturated).
+BOTTLENECK_SHARE = 0.5
+SATURATED = 0.9
 
 
 class Client:
@@ -104,6 +109,7 @@ def stats_between(before: dict[str, dict[str, float]], after: dict[str, dict[str
         name: {
             "requests": int(entry["requests"] - before.get(name, {}).get("requests", 0)),
             "seconds": entry["seconds"] - before.get(name, {}).get("seconds", 0.0),
+            "waited_seconds": entry["waited_seconds"] - before.get(name, {}).get("waited_seconds", 0.0),
         }
         for name, entry in after.items()
     }
@@ -204,8 +210,10 @@ def measure(clients_n: int, tenants_n: int, seconds: float, max_requests: int) -
     store_calls = stats_between(before, after)
     dynamodb = {k.removeprefix(DYNAMODB): v for k, v in store_calls.items() if k.startswith(DYNAMODB)}
     ddb_requests = sum(v["requests"] for v in dynamodb.values())
-    ddb_seconds = sum(v["seconds"] for v in dynamodb.values())
-    all_seconds = sum(v["seconds"] for v in store_calls.values())
+    ddb_held = sum(v["seconds"] for v in dynamodb.values())
+    ddb_in_store = ddb_held + sum(v["waited_seconds"] for v in dynamodb.values())
+    all_held = sum(v["seconds"] for v in store_calls.values())
+    all_in_store = all_held + sum(v["waited_seconds"] for v in store_calls.values())
     samples: dict[str, list[float]] = {"execute": [], "file write": [], "file read": []}
     errors: Counter[str] = Counter()
     for client in clients:
@@ -213,7 +221,14 @@ def measure(clients_n: int, tenants_n: int, seconds: float, max_requests: int) -
             samples[name] += values
         errors.update(client.errors)
     answered = sum(len(v) for v in samples.values())
-    every = [ms for values in samples.values() for ms in values]
+    request_seconds = sum(ms for values in samples.values() for ms in values) / 1000
+
+    def share(part: float, whole: float) -> float | None:
+        return round(part / whole, 4) if whole else None
+
+    def per_request_ms(seconds: float) -> float | None:
+        return round(seconds * 1000 / answered, 2) if answered else None
+
     return {
         "clients": clients_n,
         "tenants": tenants_n,
@@ -225,21 +240,31 @@ def measure(clients_n: int, tenants_n: int, seconds: float, max_requests: int) -
         "create_concurrent": percentiles(creates),
         "latency": {name: percentiles(values) for name, values in samples.items() if values},
         "store": {
-            "method": "seconds the local moto server held its one-request lock, per API (its /_local/stats)",
+            "method": "the local moto server's own accounting (GET /_local/stats): per API, requests, "
+            "seconds holding its one-request lock (served) and seconds waiting for it; background calls "
+            "during the run (queue polls, the reaper) count too",
             "dynamodb_calls": {
-                name: {"requests": v["requests"], "ms": round(v["seconds"] * 1000, 1)}
+                name: {
+                    "requests": v["requests"],
+                    "served_ms": round(v["seconds"] * 1000, 1),
+                    "waited_ms": round(v["waited_seconds"] * 1000, 1),
+                }
                 for name, v in sorted(dynamodb.items())
             },
-            "dynamodb_requests": ddb_requests,
-            "dynamodb_calls_per_api_request": round(ddb_requests / answered, 2) if answered else None,
-            "dynamodb_ms_per_call": round(ddb_seconds * 1000 / ddb_requests, 3) if ddb_requests else None,
-            "dynamodb_ms_per_api_request": round(ddb_seconds * 1000 / answered, 2) if answered else None,
-            "api_request_ms_mean": round(sum(every) / len(every), 2) if every else None,
-            "dynamodb_busy_share": round(ddb_seconds / wall, 4) if wall else None,
-            "all_aws_busy_share": round(all_seconds / wall, 4) if wall else None,
             "other_aws_calls": {
                 k: v["requests"] for k, v in sorted(store_calls.items()) if not k.startswith(DYNAMODB)
             },
+            "dynamodb_calls_per_api_request": round(ddb_requests / answered, 2) if answered else None,
+            "dynamodb_served_ms_per_call": round(ddb_held * 1000 / ddb_requests, 3) if ddb_requests else None,
+            "api_request_ms_mean": per_request_ms(request_seconds),
+            "dynamodb_ms_per_api_request": per_request_ms(ddb_in_store),
+            "all_aws_ms_per_api_request": per_request_ms(all_in_store),
+            # How busy the one store process was: 1.0 means every moment served some request.
+            "store_utilisation": share(all_held, wall),
+            "dynamodb_utilisation": share(ddb_held, wall),
+            # How much of the requests' own time went to the store, waiting or served.
+            "share_of_request_time_in_store": share(all_in_store, request_seconds),
+            "share_of_request_time_in_dynamodb": share(ddb_in_store, request_seconds),
         },
         "partitions_written": partitions,
     }
@@ -256,18 +281,24 @@ def print_table(report: dict[str, Any]) -> None:
     rows = {f"session create ({CREATE_CONCURRENCY} at once)": load["create_concurrent"], **load["latency"]}
     for name, figures in rows.items():
         print(f"{name:<22}{figures['n']:>6}{figures['p50_ms']:>10}{figures['p95_ms']:>10}")
-    print(f"\n{'DynamoDB call':<22}{'n':>6}{'ms total':>10}")
+    print(f"\n{'DynamoDB call':<22}{'n':>6}{'served ms':>11}{'waited ms':>11}")
     for name, figures in store["dynamodb_calls"].items():
-        print(f"{name:<22}{figures['requests']:>6}{figures['ms']:>10}")
-    share = store["dynamodb_busy_share"] or 0.0
-    verdict = "the bottleneck" if share >= BOTTLENECK_SHARE else "not the bottleneck"
+        print(f"{name:<22}{figures['requests']:>6}{figures['served_ms']:>11}{figures['waited_ms']:>11}")
+    in_store = store["share_of_request_time_in_store"] or 0.0
+    bottleneck = (store["store_utilisation"] or 0.0) >= SATURATED or in_store >= BOTTLENECK_SHARE
+    ddb_share = store["share_of_request_time_in_dynamodb"] or 0.0
+    busy, ddb_busy = store["store_utilisation"] or 0.0, store["dynamodb_utilisation"] or 0.0
     print(
-        f"\nDynamoDB: {store['dynamodb_calls_per_api_request']} calls and "
-        f"{store['dynamodb_ms_per_api_request']} ms of store time per API request (mean request "
-        f"{store['api_request_ms_mean']} ms), {store['dynamodb_ms_per_call']} ms per call.\n"
-        f"Store busy {share:.1%} of the run with DynamoDB, {store['all_aws_busy_share']:.1%} with every AWS "
-        f"call (queue polls, events): the store is {verdict} here.\n"
-        f"Partition keys written, by kind: {load['partitions_written']}"
+        f"\nPer API request: {store['dynamodb_calls_per_api_request']} DynamoDB calls, "
+        f"{store['dynamodb_ms_per_api_request']} ms in DynamoDB and "
+        f"{store['all_aws_ms_per_api_request']} ms in the store with every AWS call (waiting or served) "
+        f"of {store['api_request_ms_mean']} ms.\n"
+        f"Share of request time in the store: {in_store:.1%} (DynamoDB {ddb_share:.1%}); "
+        f"store busy {busy:.1%} of the run (DynamoDB {ddb_busy:.1%}).\n"
+        f"The store is {'the bottleneck' if bottleneck else 'not the bottleneck'} here.\n"
+        f"Partition keys written, by kind: {load['partitions_written']}\n"
+        f"Machine: {report['machine']['cores']} cores, load average {report['machine']['load_average'][0]}"
+        f" before the run."
     )
 
 
@@ -287,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {"machine": machine()}
     report["load"] = measure(args.clients, args.tenants, seconds, max_requests)
+    report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print_table(report)
     print(f"\nwrote {write_json(report, args.output)}", file=sys.stderr)
     return 0

@@ -11,8 +11,9 @@ An SQS long poll (ReceiveMessage with WaitTimeSeconds) would hold that lock, and
 request of the stack, for its whole wait: this server runs it as short polls under the lock with
 pauses outside it, until a message comes or the wait is over. Clients see a long poll.
 
-`GET /_local/stats` answers, outside the lock, how many requests of each API the server has run
-and the seconds they held the lock (`benchmarks/load.py`: is the local store the bottleneck?).
+`GET /_local/stats` answers, outside the lock, how many requests of each API the server has run,
+the seconds they held the lock and the seconds they waited for it (`benchmarks/load.py`: is the
+local store the bottleneck?).
 """
 
 from __future__ import annotations
@@ -39,24 +40,29 @@ STATS_PATH = "/_local/stats"  # not a path of any AWS API moto serves
 
 class RequestStats:
     """Per API (the X-Amz-Target header, e.g. DynamoDB_20120810.UpdateItem, else the HTTP method
-    and the first path segment: S3, the query protocol), requests run and seconds under the lock."""
+    and the first path segment: S3, the query protocol): requests run, seconds under the lock and
+    seconds waiting for it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: dict[str, list[float]] = {}
 
-    def add(self, environ: dict[str, Any], seconds: float) -> None:
+    def add(self, environ: dict[str, Any], seconds: float, waited: float) -> None:
         target = environ.get("HTTP_X_AMZ_TARGET") or (
             f"{environ.get('REQUEST_METHOD', '')} /{environ.get('PATH_INFO', '').lstrip('/').split('/')[0]}"
         )
         with self._lock:
-            entry = self._calls.setdefault(target, [0, 0.0])
+            entry = self._calls.setdefault(target, [0, 0.0, 0.0])
             entry[0] += 1
             entry[1] += seconds
+            entry[2] += waited
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         with self._lock:
-            return {name: {"requests": n, "seconds": round(t, 6)} for name, (n, t) in self._calls.items()}
+            return {
+                name: {"requests": n, "seconds": round(held, 6), "waited_seconds": round(waited, 6)}
+                for name, (n, held, waited) in self._calls.items()
+            }
 
 
 class OneRequestAtATime:
@@ -94,12 +100,13 @@ class OneRequestAtATime:
     ) -> list[bytes]:
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        asked = time.perf_counter()
         with self._lock:
             started = time.perf_counter()
             try:
                 return list(self._app(environ, start_response))
             finally:
-                self.stats.add(environ, time.perf_counter() - started)
+                self.stats.add(environ, time.perf_counter() - started, started - asked)
 
 
 class _Answer:
