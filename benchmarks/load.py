@@ -99,6 +99,7 @@ class Client:
 
 
 def store_stats(stack: Stack) -> dict[str, dict[str, float]]:
+    """Per API: requests, seconds served, seconds waited; `_process`: the server's CPU seconds."""
     with urllib.request.urlopen(f"{stack.dynamodb_url}/_local/stats", timeout=10) as response:
         stats: dict[str, dict[str, float]] = json.loads(response.read())
     return stats
@@ -207,6 +208,7 @@ def measure(clients_n: int, tenants_n: int, seconds: float, max_requests: int) -
             client.close()
         partitions = partitions_written(stack)
 
+    store_cpu = after.pop("_process")["cpu_seconds"] - before.pop("_process")["cpu_seconds"]
     store_calls = stats_between(before, after)
     dynamodb = {k.removeprefix(DYNAMODB): v for k, v in store_calls.items() if k.startswith(DYNAMODB)}
     ddb_requests = sum(v["requests"] for v in dynamodb.values())
@@ -261,6 +263,8 @@ def measure(clients_n: int, tenants_n: int, seconds: float, max_requests: int) -
             "all_aws_ms_per_api_request": per_request_ms(all_in_store),
             # How busy the one store process was: 1.0 means every moment served some request.
             "store_utilisation": share(all_held, wall),
+            # Of the time it served requests, how much it ran on a core (the rest: waiting for one).
+            "store_cpu_share_of_served": share(store_cpu, all_held),
             "dynamodb_utilisation": share(ddb_held, wall),
             # How much of the requests' own time went to the store, waiting or served.
             "share_of_request_time_in_store": share(all_in_store, request_seconds),
@@ -294,7 +298,8 @@ def print_table(report: dict[str, Any]) -> None:
         f"{store['all_aws_ms_per_api_request']} ms in the store with every AWS call (waiting or served) "
         f"of {store['api_request_ms_mean']} ms.\n"
         f"Share of request time in the store: {in_store:.1%} (DynamoDB {ddb_share:.1%}); "
-        f"store busy {busy:.1%} of the run (DynamoDB {ddb_busy:.1%}).\n"
+        f"store busy {busy:.1%} of the run (DynamoDB {ddb_busy:.1%}), on a core "
+        f"{store['store_cpu_share_of_served'] or 0.0:.1%} of that time.\n"
         f"The store is {'the bottleneck' if bottleneck else 'not the bottleneck'} here.\n"
         f"Partition keys written, by kind: {load['partitions_written']}\n"
         f"Machine: {report['machine']['cores']} cores, load average {report['machine']['load_average'][0]}"

@@ -12,7 +12,8 @@ request of the stack, for its whole wait: this server runs it as short polls und
 pauses outside it, until a message comes or the wait is over. Clients see a long poll.
 
 `GET /_local/stats` answers, outside the lock, how many requests of each API the server has run,
-the seconds they held the lock and the seconds they waited for it (`benchmarks/load.py`: is the
+the seconds they held the lock and the seconds they waited for it, and the server's CPU seconds
+(`_process`; held time beyond them was spent waiting for a core) (`benchmarks/load.py`: is the
 local store the bottleneck?).
 """
 
@@ -76,7 +77,9 @@ class OneRequestAtATime:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         if environ.get("PATH_INFO") == STATS_PATH and environ.get("REQUEST_METHOD") == "GET":
             start_response("200 OK", [("Content-Type", "application/json")])
-            return [json.dumps(self.stats.snapshot()).encode()]
+            snapshot: dict[str, Any] = self.stats.snapshot()
+            snapshot["_process"] = {"cpu_seconds": time.process_time()}
+            return [json.dumps(snapshot).encode()]
         # The request body is read before the lock, so a slow sender holds nobody up.
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         long_poll = sqs_long_poll(environ, body)

@@ -41,4 +41,5 @@ def test_requests_are_counted_per_api_and_stats_answer_outside_the_lock() -> Non
     assert answer["status"] == "200 OK" and STATS_PATH not in seen  # moto never sees it
     assert stats["DynamoDB_20120810.UpdateItem"]["requests"] == 2
     assert stats["PUT /bucket"]["requests"] == 1
+    assert stats.pop("_process")["cpu_seconds"] > 0
     assert all(entry["seconds"] >= 0 and entry["waited_seconds"] >= 0 for entry in stats.values())
