@@ -77,25 +77,38 @@ class Client:
             time.sleep(1)
         raise AssertionError("unreachable")
 
-    def execute(self, count: int) -> bool:
+    # Each step answers None when right, else why not (the status and the API's error code).
+    def execute(self, count: int) -> str | None:
         body = {"session_id": self.session_id, "code": f"n = {count}\nn * 2", "language": "python"}
         response = self.http.post(f"{self.stack.url}/api/e2b/execute", json=body, timeout=60)
-        return response.status_code == 200 and response.json()["results"][0]["text"] == str(count * 2)
+        if response.status_code != 200:
+            return _refusal(response)
+        results = response.json().get("results") or [{}]
+        return None if results[0].get("text") == str(count * 2) else "wrong result"
 
-    def write(self, count: int) -> bool:
+    def write(self, count: int) -> str | None:
         content = base64.b64encode(f"round {count}".encode()).decode()
         body = {"session_id": self.session_id, "file_path": "load.txt", "content": content}
         response = self.http.post(f"{self.stack.url}/api/e2b/files", json=body, timeout=60)
-        return response.status_code == 201
+        return None if response.status_code == 201 else _refusal(response)
 
-    def read(self, count: int) -> bool:
+    def read(self, count: int) -> str | None:
         response = self.http.get(f"{self.stack.url}/api/e2b/files/{self.session_id}/load.txt", timeout=60)
-        return response.status_code == 200 and base64.b64decode(response.json()["content"]) == (
-            f"round {count}".encode()
-        )
+        if response.status_code != 200:
+            return _refusal(response)
+        right = base64.b64decode(response.json()["content"]) == f"round {count}".encode()
+        return None if right else "wrong content"
 
     def close(self) -> None:
         self.http.delete(f"{self.stack.url}/api/sessions/{self.session_id}", timeout=60)
+
+
+def _refusal(response: requests.Response) -> str:
+    try:
+        code = response.json().get("error", {}).get("code")
+    except ValueError:
+        code = None
+    return f"{response.status_code} {code or ''}".strip()
 
 
 def store_stats(stack: Stack) -> dict[str, dict[str, float]]:
@@ -143,13 +156,11 @@ def run_load(clients: list[Client], seconds: float, max_requests: int) -> tuple[
                     return
                 started = time.perf_counter()
                 try:
-                    ok = step(count)
+                    why = step(count)
                 except requests.RequestException as exc:
-                    ok, why = False, type(exc).__name__
-                else:
-                    why = "wrong answer"
+                    why = type(exc).__name__
                 elapsed = (time.perf_counter() - started) * 1000
-                if ok:
+                if why is None:
                     client.samples[name].append(elapsed)
                 else:
                     client.errors[f"{name}: {why}"] += 1
