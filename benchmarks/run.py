@@ -144,9 +144,9 @@ def bench_create(stack: Stack, repeat: int) -> dict[str, Any]:
 
 
 def warm_pool_sizes(stack: Stack) -> dict[str, int]:
-    """The warm pool the stack reports, per environment: `Stack.warm_pool` ({environment: size}),
-    which the local stack does not have yet (issue 11 part 5). No pool, no pooled figures."""
-    sizes = getattr(stack, "warm_pool", None) or {}
+    """The warm pool the stack reports, per environment: `Stack.warm_pool` ({environment: size}).
+    No pool, no pooled figures."""
+    sizes = stack.warm_pool
     return {environment: int(size) for environment, size in dict(sizes).items() if int(size) > 0}
 
 
@@ -372,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, default=RESULTS / "local-stack.json", help="the JSON; the chart next to it"
     )
+    parser.add_argument(
+        "--warm-pool",
+        default=None,
+        help="the stack's warm pool, e.g. e2b-python=10 (default: e2b-python=<--create-repeat>; '' none)",
+    )
     parser.add_argument("--no-docker", action="store_true", help="skip the Docker provider's figures")
     parser.add_argument(
         "--docker-concurrency", action="store_true", help="also the concurrent case on Docker"
@@ -380,7 +385,12 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {"machine": machine(), "settings": {k: str(v) for k, v in vars(args).items()}}
     docker_missing = "skipped (--no-docker)" if args.no_docker else docker_unavailable()
-    with running_stack(port=0, aws_port=0, concurrency=args.sessions) as stack:
+    # The pool holds one sandbox per pooled create, booted before the run; nothing refills it (no
+    # scheduler), so once the pooled case has drained it every other create boots, as without one.
+    warm_pool = args.warm_pool if args.warm_pool is not None else f"e2b-python={args.create_repeat}"
+    with running_stack(
+        port=0, aws_port=0, concurrency=args.sessions, warm_pool=warm_pool, reaper_interval_seconds=0
+    ) as stack:
         # Every case's sessions live at once: over the template's default quota (10) otherwise.
         live = max(args.sessions, args.create_repeat, 10) + 2
         tenant_store(stack.dynamodb_url).set_quota_overrides(stack.tenant_id, {"max_active_sessions": live})

@@ -30,6 +30,8 @@ from local.stack import (
 from local.template import ROOT, http_api_authorizers
 
 DOTENV = ROOT / ".env"
+# Small and non-zero on the local host, so a create is instant; none on real E2B, which bills for it.
+DEFAULT_WARM_POOL = "e2b-python=1"
 
 BANNER = """
 Sandbox Gateway is running at {url}  (sandboxes: {backend})
@@ -66,6 +68,7 @@ API reference: {url}/api/docs (Swagger UI), {url}/api/openapi.json (both without
 Authorizer: answers cached {cache} per key, so a revoked key works until then
 Docker provider: {docker}
 Reaper: every {reaper:g} s, expired sessions end and their sandboxes are killed
+Warm pool: {warm_pool}
 Function logs (JSON) and metrics (EMF): {log}
 
 Ctrl-C stops everything.
@@ -149,12 +152,25 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between reaper runs (expired sessions and their sandboxes; 0 turns it off)",
     )
     parser.add_argument(
+        "--warm-pool",
+        default=None,
+        help="sandboxes booted ahead per environment, e.g. e2b-python=2,e2b-node=1, so a create binds "
+        f"one at once (default {DEFAULT_WARM_POOL} on the local host, none on E2B; empty: none); "
+        "refilled with the reaper",
+    )
+    parser.add_argument(
         "--aws-port",
         type=int,
         default=AWS_PORT,
         help=f"port of the AWS endpoint on 127.0.0.1: DynamoDB, SQS, EventBridge, S3 (default {AWS_PORT})",
     )
     args = parser.parse_args(argv)
+    if args.warm_pool is None:
+        args.warm_pool = DEFAULT_WARM_POOL if args.provider == "local" else ""
+    try:
+        Settings.from_environ({"WARM_POOL": args.warm_pool})
+    except ValueError as exc:
+        parser.exit(2, f"invalid --warm-pool: {exc}\n")
     try:
         # A bad value in .env or the shell is reported here, not by every request's cold start.
         Settings.from_environ()
@@ -181,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                     reaper_interval_seconds=args.reaper_interval,
                     api_key=given_key,
                     aws_port=args.aws_port,
+                    warm_pool=args.warm_pool,
                 )
             )
         except AwsPortInUse as exc:
@@ -209,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                 docker=docker,
                 log=stack.function_log,
                 reaper=args.reaper_interval,
+                warm_pool=(
+                    f"{args.warm_pool} booted ahead (refilled with the reaper)" if args.warm_pool else "none"
+                ),
                 dotenv=describe_dotenv(DOTENV, loaded, skipped),
             ),
             flush=True,

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -45,6 +45,7 @@ from local.template import (
 logger = logging.getLogger("local.stack")
 
 TABLE_NAME = "sandbox-gateway-sessions-local"
+POOL_FUNCTION = "PoolFunction"  # template.yaml's warm-pool refill
 # The deployed reaper runs every minute; locally it runs more often, so an expired session's
 # sandbox is gone well within a minute (template.yaml's ReaperFunction, same handler).
 REAPER_INTERVAL_SECONDS = 20.0
@@ -83,6 +84,7 @@ class Stack:
     results_bucket: str | None = None
     completions_queue_url: str | None = None  # local only: every completion event, to read
     pollers: tuple[QueuePoller, ...] = ()
+    warm_pool: Mapping[str, int] = field(default_factory=dict)  # {environment: size}; empty: none
 
 
 def free_port() -> int:
@@ -283,6 +285,7 @@ def running_stack(
     api_key: str | None = None,
     authorizer_cache_seconds: float | None = None,
     aws_port: int = AWS_PORT,
+    warm_pool: str = "",
 ) -> Iterator[Stack]:
     """`extra_environment` is applied to the functions' environment last (tests use it to point
     the functions at a faulty E2B, or to run them as deployed, without LOCAL_MODE).
@@ -291,8 +294,12 @@ def running_stack(
     answers are cached for `authorizer_cache_seconds`, else LOCAL_AUTHORIZER_CACHE_SECONDS, else
     the template's ReauthorizeEvery, as deployed.
 
-    DynamoDB, SQS, EventBridge and S3 answer on 127.0.0.1:`aws_port` (0: a free port; tests)."""
+    DynamoDB, SQS, EventBridge and S3 answer on 127.0.0.1:`aws_port` (0: a free port; tests).
+
+    `warm_pool` ("e2b-python=1", WARM_POOL's form) boots that many sandboxes ahead, before the stack
+    is returned, and the scheduler keeps the pool full (template.yaml's PoolFunction); empty: none."""
     docker_owner = f"stack-{secrets.token_hex(4)}"
+    pool_sizes = Settings.from_environ({"WARM_POOL": warm_pool}).warm_pool  # a bad value fails here
     api_key = api_key or os.environ.get(DEV_KEY_VARIABLE) or None
     if api_key is not None and not DEV_KEY_FORMAT.fullmatch(api_key):
         # Checked before anything starts; the value itself is a secret and is not repeated.
@@ -313,12 +320,18 @@ def running_stack(
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "SandboxGatewayLocal",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),
+            "WARM_POOL": warm_pool,
             **(extra_environment or {}),
         }
         handle, log_path = tempfile.mkstemp(prefix="sandbox-gateway-functions-", suffix=".log")
         os.close(handle)
         gateway = serve(host, port, environment, concurrency, log_path, authorizer_cache_seconds)
-        scheduler = Scheduler(gateway.pools, scheduled_functions(), reaper_interval_seconds).start()
+        scheduled = scheduled_functions()
+        if environment["WARM_POOL"]:
+            # Full before the first create, not a scheduler tick later.
+            (refill,) = [function for function in scheduled if function.function == POOL_FUNCTION]
+            gateway.pools.invoke(refill.as_route(), scheduled_event(refill))
+        scheduler = Scheduler(gateway.pools, scheduled, reaper_interval_seconds).start()
         sources = sqs_event_sources()
         pollers = start_pollers(gateway.pools, resources, sources, concurrency)
         (worker_queue,) = {source.queue for source in sources}  # the template has one, ExecutionQueue
@@ -339,6 +352,7 @@ def running_stack(
                 results_bucket=environment.get("RESULTS_BUCKET"),
                 completions_queue_url=resources.completions_queue_url,
                 pollers=tuple(pollers),
+                warm_pool=pool_sizes,
             )
         finally:
             for poller in pollers:  # before the pools they invoke go away

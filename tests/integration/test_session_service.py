@@ -37,7 +37,9 @@ class Clock:
 class FailingActivateRepository(DynamoDBSessionRepository):
     """The write after sandbox creation fails (throttling, a network blip)."""
 
-    def activate(self, session: Session, sandbox_id: str, now: int) -> Session | None:
+    def activate(
+        self, session: Session, sandbox_id: str, now: int, sandbox_access: str | None = None
+    ) -> Session | None:
         raise StorageUnavailable("DynamoDB is throttling")
 
 

@@ -114,6 +114,7 @@ def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:
         "ExecuteFunction",
         "FilesFunction",
         "ReaperFunction",
+        "PoolFunction",
         "MetaFunction",
         "AuthorizerFunction",
         "WorkerFunction",
@@ -135,6 +136,10 @@ def test_functions_are_least_privilege(translated: dict[str, Any]) -> None:
         assert ("ExecutionQueue" in resources) == (name == "ExecuteFunction")
         assert ("EventBus" in resources) == (name in ("ExecuteFunction", "WorkerFunction"))
         assert ("ResultsBucket" in resources) == (name in ("ExecuteFunction", "WorkerFunction"))
+        # Sealed sandbox access: sealed where sandboxes are made, opened where they are reached.
+        actions = json.dumps([s["Action"] for s in statements if "SandboxAccessKey" in json.dumps(s)])
+        assert ("kms:Encrypt" in actions) == (name in ("SessionsFunction", "WorkerFunction", "PoolFunction"))
+        assert ("kms:Decrypt" in actions) == (name not in ("ReaperFunction", "PoolFunction"))
 
 
 def test_the_worker_takes_the_queue_with_partial_batch_failures_and_a_dead_letter_queue(
@@ -179,24 +184,27 @@ def test_functions_answer_before_api_gateway_gives_up() -> None:
     assert template["Globals"]["Function"]["Tracing"] == "Active"
 
 
-@pytest.mark.parametrize("function", ["sessions", "execute", "files", "meta", "reaper"])
+@pytest.mark.parametrize("function", ["sessions", "execute", "files", "meta", "reaper", "pool"])
 def test_each_handler_module_exposes_lambda_handler(function: str) -> None:
     assert callable(load_handler_module(function).lambda_handler)
 
 
-def test_the_reaper_runs_every_minute_off_the_api(translated: dict[str, Any]) -> None:
-    (reaper,) = scheduled_functions()
-    assert (reaper.function, reaper.schedule) == ("ReaperFunction", "rate(1 minute)")
-    assert 30 <= reaper.timeout_seconds < 60  # done before the next run starts
+def test_the_reaper_and_the_pool_refill_run_every_minute_off_the_api(translated: dict[str, Any]) -> None:
+    scheduled = {function.function: function for function in scheduled_functions()}
+    assert set(scheduled) == {"ReaperFunction", "PoolFunction"}
+    for function in scheduled.values():
+        assert function.schedule == "rate(1 minute)"
+        assert 30 <= function.timeout_seconds < 60  # done before the next run starts
     rules = [
         r
         for r in translated["Resources"].values()
         if r["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in r["Properties"]
     ]
-    assert [r["Properties"]["ScheduleExpression"] for r in rules] == ["rate(1 minute)"]
-    assert "ReaperFunction" in json.dumps(rules[0]["Properties"]["Targets"])
-    # No route reaches it; the local gateway still builds the API's routes alone.
-    assert "ReaperFunction" not in {route.function for route in http_api_routes()}
+    assert [r["Properties"]["ScheduleExpression"] for r in rules] == ["rate(1 minute)"] * 2
+    targets = json.dumps([rule["Properties"]["Targets"] for rule in rules])
+    assert "ReaperFunction" in targets and "PoolFunction" in targets
+    # No route reaches them; the local gateway still builds the API's routes alone.
+    assert not set(scheduled) & {route.function for route in http_api_routes()}
 
 
 def test_the_live_session_index_is_sparse_and_keyed_by_expiry() -> None:
@@ -224,7 +232,7 @@ def test_every_function_snapstarts_on_published_versions_behind_the_live_alias(
     translated: dict[str, Any],
 ) -> None:
     functions = _of_type(translated, "AWS::Lambda::Function")
-    assert len(functions) == 7
+    assert len(functions) == 8
     aliases = _of_type(translated, "AWS::Lambda::Alias")
     versions = _of_type(translated, "AWS::Lambda::Version")
     for name, function in functions.items():
@@ -269,18 +277,19 @@ def test_api_routes_and_the_authorizer_invoke_the_alias(translated: dict[str, An
 def test_the_queue_and_the_schedule_invoke_the_alias(translated: dict[str, Any]) -> None:
     (mapping,) = _of_type(translated, "AWS::Lambda::EventSourceMapping").values()
     assert mapping["Properties"]["FunctionName"] == _alias("WorkerFunction")
-    (schedule,) = [
+    schedules = [
         r
         for r in _of_type(translated, "AWS::Events::Rule").values()
         if "ScheduleExpression" in r["Properties"]
     ]
-    assert [t["Arn"] for t in schedule["Properties"]["Targets"]] == [_alias("ReaperFunction")]
-    (permission,) = [
+    targets = sorted(json.dumps(t["Arn"]) for r in schedules for t in r["Properties"]["Targets"])
+    assert targets == sorted(json.dumps(_alias(name)) for name in ("ReaperFunction", "PoolFunction"))
+    permissions = [
         p["Properties"]
         for p in _of_type(translated, "AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "events.amazonaws.com"
     ]
-    assert permission["FunctionName"] == _alias("ReaperFunction")
+    assert sorted(json.dumps(p["FunctionName"]) for p in permissions) == targets
 
 
 def test_a_new_layer_publishes_a_new_version_of_every_function(translated: dict[str, Any]) -> None:
@@ -290,5 +299,5 @@ def test_a_new_layer_publishes_a_new_version_of_every_function(translated: dict[
     changed = transform(template, {}, _NoManagedPolicies())
     before = set(_of_type(translated, "AWS::Lambda::Version"))
     after = set(_of_type(changed, "AWS::Lambda::Version"))
-    assert len(before) == len(after) == 7
+    assert len(before) == len(after) == 8
     assert before.isdisjoint(after)

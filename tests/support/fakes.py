@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from sandbox_gateway.adapters.code_interpreter import timed_out
-from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS
+from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Environment
 from sandbox_gateway.models.errors import (
     DomainError,
     FileNotFound,
@@ -27,7 +27,7 @@ from sandbox_gateway.models.errors import (
 )
 from sandbox_gateway.models.execution import CodeRun, ExecutionErrorInfo, ExecutionOutcome, ExecutionStatus
 from sandbox_gateway.models.files import FileEntry, FileType
-from sandbox_gateway.ports import CreatedSandbox, SandboxRef, SandboxSpec
+from sandbox_gateway.ports import CreatedSandbox, PooledSandbox, SandboxRef, SandboxSpec
 
 KNOWN_TEMPLATES = frozenset(env.template for env in BUILT_IN_ENVIRONMENTS)
 ROOT_DIRECTORIES = ("/workspace", "/home/user", "/tmp")
@@ -64,6 +64,10 @@ class FakeSandboxProvider:
         self.during_next_call: Callable[[], None] | None = None
         # Runs inside kill, after the sandbox is gone and before kill returns.
         self.during_kill: Callable[[], None] | None = None
+        # The warm pool: sandboxes booted for it, those bound to a session, and a bind failure.
+        self.booted: list[CreatedSandbox] = []
+        self.bound: list[str] = []
+        self.fail_bind: DomainError | None = None
 
     # --- SandboxProvider --------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> CreatedSandbox:
@@ -78,6 +82,23 @@ class FakeSandboxProvider:
         sandbox_id = f"fake-{next(self._ids)}"
         self.sandboxes[sandbox_id] = FakeSandbox(spec, timeout_seconds=spec.timeout_seconds)
         return CreatedSandbox(sandbox_id)
+
+    # --- PoolingProvider (the warm pool) -------------------------------------------------------
+    def boot(self, environment: Environment, timeout_seconds: int) -> CreatedSandbox:
+        spec = SandboxSpec("", "", environment, timeout_seconds)
+        self.booted.append(created := self.create(spec))
+        return created
+
+    def bind(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
+        if self.fail_bind is not None:
+            error, self.fail_bind = self.fail_bind, None
+            raise error
+        sandbox = self.sandboxes.get(pooled.sandbox_id)
+        if sandbox is None:
+            raise SandboxGone("the pooled sandbox is gone")
+        sandbox.spec, sandbox.timeout_seconds = spec, spec.timeout_seconds
+        self.bound.append(pooled.sandbox_id)
+        return CreatedSandbox(pooled.sandbox_id, f"sealed-for-{spec.session_id}")
 
     def execute(self, ref: SandboxRef, run: CodeRun) -> ExecutionOutcome:
         sandbox = self._live(ref)

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").is_file())
-REACH_SANDBOXES = {"sessions", "execute", "files", "worker", "reaper"}
+REACH_SANDBOXES = {"sessions", "execute", "files", "worker", "reaper", "pool"}
 E2B_SDK = ("e2b", "e2b_code_interpreter")
 DOCKER = ("docker", "sandbox_gateway.adapters.docker")
 

@@ -158,6 +158,7 @@ def _resources() -> LocalAwsResources:
         event_bus_names={"EventBus": "sandbox-gateway-local"},
         bucket_names={"ResultsBucket": "results-local"},
         completions_queue_url=f"{url}/123456789012/completions",
+        kms_key_ids={"SandboxAccessKey": "key-local"},
     )
 
 
@@ -169,6 +170,7 @@ def test_every_resource_the_functions_name_has_a_local_value() -> None:
     assert settings.execution_queue_url == "http://127.0.0.1:4566/123456789012/q"
     assert settings.event_bus_name == "sandbox-gateway-local"
     assert settings.results_bucket == "results-local"
+    assert settings.sandbox_access_key_id == "key-local"
     assert settings.table_name == TABLE_NAME
     assert settings.aws_endpoint_url == settings.dynamodb_endpoint_url == "http://127.0.0.1:4566"
     assert settings.callback_allow_loopback

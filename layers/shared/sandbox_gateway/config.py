@@ -63,6 +63,12 @@ class Settings(BaseModel):
     # new container reaches the sandbox without E2B's control plane. Unset: connect per container.
     sandbox_access_key_id: str | None = None
 
+    # The warm pool (docs/decisions/0010-warm-pool.md): sandboxes booted ahead per environment,
+    # "e2b-python=2,e2b-node=1"; empty: none (every create boots its sandbox). A pooled sandbox
+    # unclaimed for WARM_POOL_MAX_AGE_SECONDS is retired.
+    warm_pool: dict[str, int] = Field(default_factory=dict)
+    warm_pool_max_age_seconds: int = Field(default=900, ge=60, le=3600)
+
     # Async and event-triggered executions (docs/decisions/0007-async-executions.md). Unset
     # queue, bus or bucket: that part is off (mode "async" answers 503 async_unavailable).
     aws_endpoint_url: str | None = None  # SQS, EventBridge and S3 (the local stack's moto)
@@ -86,6 +92,21 @@ class Settings(BaseModel):
     @property
     def async_execution_timeout_max_seconds(self) -> int:
         return self.worker_timeout_seconds - WORKER_MARGIN_SECONDS
+
+    @field_validator("warm_pool", mode="before")
+    @classmethod
+    def _parse_pool_sizes(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        sizes: dict[str, int] = {}
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            name, equals, size = part.partition("=")
+            if not equals or not name.strip() or not size.strip().isdigit():
+                raise ValueError(f"WARM_POOL entries are <environment>=<size>, not {part!r}")
+            sizes[name.strip()] = int(size)
+        return sizes
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

@@ -70,6 +70,46 @@ class SandboxProvider(Protocol):
         ...
 
 
+class PoolingProvider(SandboxProvider, Protocol):
+    """A provider whose sandboxes can be booted ahead of time and bound to a session later (the
+    warm pool, docs/decisions/0010-warm-pool.md)."""
+
+    def boot(self, environment: Environment, timeout_seconds: int) -> CreatedSandbox:
+        """A sandbox as `create` leaves it (workspace ready, kernel warm), bound to no session."""
+        ...
+
+    def bind(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
+        """Make a booted sandbox the session's: its lifetime from now, its access sealed for it."""
+        ...
+
+
+@dataclass(frozen=True)
+class PooledSandbox:
+    """A booted sandbox waiting in the warm pool of its environment."""
+
+    environment: str
+    sandbox_id: str
+    booted_at: float  # epoch seconds
+    expires_at: int  # when its provider ends it if nobody claims it
+    access: str | None = field(default=None, repr=False)
+
+
+class SandboxPool(Protocol):
+    """The warm pool's entries. A claim is atomic: two claims never get one sandbox."""
+
+    def add(self, entry: PooledSandbox) -> None: ...
+
+    def entries(self, environment: str) -> builtins.list[PooledSandbox]: ...
+
+    def claim(self, environment: str) -> PooledSandbox | None:
+        """Take the oldest entry out of the pool, or None when it is empty."""
+        ...
+
+    def remove(self, entry: PooledSandbox) -> bool:
+        """Take this entry out (to retire it); False when a claim took it first."""
+        ...
+
+
 @dataclass(frozen=True)
 class SessionPage:
     sessions: list[Session]

@@ -19,6 +19,7 @@ from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
 from sandbox_gateway.adapters.execution_store import DynamoDBExecutionStore
 from sandbox_gateway.adapters.idempotency import IdempotentRequests
 from sandbox_gateway.adapters.kms import KmsSealer
+from sandbox_gateway.adapters.pool_store import DynamoDBSandboxPool
 from sandbox_gateway.adapters.secrets import e2b_api_key_source
 from sandbox_gateway.adapters.tenants import DynamoDBTenantStore, TenantCallbackSecrets
 from sandbox_gateway.catalogue import EnvironmentCatalogue
@@ -29,6 +30,7 @@ from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.executions import ExecutionService
 from sandbox_gateway.services.files import FileService
 from sandbox_gateway.services.orchestration import AsyncPorts, ExecutionOrchestrator
+from sandbox_gateway.services.pool import WarmPool
 from sandbox_gateway.services.reaper import OrphanSweep, ReaperService, StillLive
 from sandbox_gateway.services.sessions import SessionService
 from sandbox_gateway.services.tenants import TenantLedger, default_quotas
@@ -208,7 +210,24 @@ def tenant_ledger() -> TenantLedger:
 @cache
 def session_service() -> SessionService:
     return SessionService(
-        session_repository(), provider_for, catalogue(), get_settings(), ledger=tenant_ledger()
+        session_repository(),
+        provider_for,
+        catalogue(),
+        get_settings(),
+        ledger=tenant_ledger(),
+        pool=warm_pool() if get_settings().warm_pool else None,
+    )
+
+
+@cache
+def warm_pool() -> WarmPool:
+    settings = get_settings()
+    return WarmPool(
+        DynamoDBSandboxPool(sessions_table()),
+        provider_for,
+        catalogue(),
+        sizes=settings.warm_pool,
+        max_age_seconds=settings.warm_pool_max_age_seconds,
     )
 
 
@@ -265,6 +284,8 @@ def reset(*, keep_overrides: bool = False) -> None:
         orchestrator,
         e2b_provider,
         docker_provider,
+        access_sealer,
+        warm_pool,
         session_service,
         execution_service,
         file_service,

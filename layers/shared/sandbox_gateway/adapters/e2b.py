@@ -25,7 +25,7 @@ from e2b_code_interpreter.models import Context, OutputMessage
 from packaging.version import InvalidVersion, Version
 
 from sandbox_gateway.adapters.code_interpreter import outcome_from_execution, timed_out
-from sandbox_gateway.models.environment import Language
+from sandbox_gateway.models.environment import Environment, Language
 from sandbox_gateway.models.errors import (
     DomainError,
     FileNotFound,
@@ -46,7 +46,7 @@ from sandbox_gateway.models.execution import (
     ExecutionStatus,
 )
 from sandbox_gateway.models.files import FileEntry, FileType
-from sandbox_gateway.ports import CreatedSandbox, SandboxRef, SandboxSpec, Sealer
+from sandbox_gateway.ports import CreatedSandbox, PooledSandbox, SandboxRef, SandboxSpec, Sealer
 
 logger = Logger(child=True)
 
@@ -166,13 +166,50 @@ class E2BSandboxProvider:
 
     # --- lifecycle -------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> CreatedSandbox:
-        env = spec.environment
+        metadata = {"session_id": spec.session_id, "tenant_id": spec.tenant_id}
+        sandbox = self._started(spec.environment, spec.timeout_seconds, metadata, spec.envs)
+        try:
+            access = self._seal_access(sandbox, spec.session_id)
+        except Exception:
+            self._kill_quietly(sandbox)
+            raise
+        self._remember(sandbox)
+        return CreatedSandbox(str(sandbox.sandbox_id), access)
+
+    def boot(self, environment: Environment, timeout_seconds: int) -> CreatedSandbox:
+        """For the warm pool: started and prepared like a session's, its access sealed for the pool."""
+        sandbox = self._started(environment, timeout_seconds, {"pool": environment.name}, {})
+        try:
+            access = self._seal_access(sandbox, pool_owner(environment.name))
+        except Exception:
+            self._kill_quietly(sandbox)
+            raise
+        return CreatedSandbox(str(sandbox.sandbox_id), access)
+
+    def bind(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
+        """The session's lifetime starts now; its access is sealed anew, for the session."""
+        ref = SandboxRef(
+            pooled.sandbox_id,
+            pool_owner(pooled.environment),
+            spec.environment,
+            pooled.expires_at,
+            pooled.access,
+        )
+        with self._sandbox(ref, "bind the sandbox") as sandbox:
+            sandbox.set_timeout(spec.timeout_seconds, **self._opts())
+            access = self._seal_access(sandbox, spec.session_id)
+        return CreatedSandbox(pooled.sandbox_id, access)
+
+    def _started(
+        self, env: Environment, timeout_seconds: int, metadata: dict[str, str], envs: dict[str, str]
+    ) -> Sandbox:
+        """A new sandbox working in the workspace with its default kernel warm; killed on failure."""
         with _translated("create the sandbox"):
             sandbox = Sandbox.create(
                 template=env.template,
-                timeout=spec.timeout_seconds,
-                metadata={"session_id": spec.session_id, "tenant_id": spec.tenant_id},
-                envs=spec.envs or None,
+                timeout=timeout_seconds,
+                metadata=metadata,
+                envs=envs or None,
                 # E2B's default is internet on; ours is off unless the environment opts in.
                 allow_internet_access=env.allow_internet_access,
                 **self._opts(),
@@ -198,13 +235,11 @@ class E2BSandboxProvider:
                 if moved.error is not None:
                     raise ProviderError(f"could not enter {self._workspace}: {moved.error.name}")
                 self._context(sandbox, env.default_language)
-            access = self._seal_access(sandbox, spec.session_id)
         except Exception:
             # Nothing leaks: a sandbox that never became a session's is killed at once.
             self._kill_quietly(sandbox)
             raise
-        self._remember(sandbox)
-        return CreatedSandbox(str(sandbox.sandbox_id), access)
+        return sandbox
 
     def extend(self, ref: SandboxRef, timeout_seconds: int) -> None:
         with self._sandbox(ref, "extend the sandbox") as sandbox:
@@ -475,8 +510,13 @@ _NO_ERROR = ExecutionErrorInfo(name="", value="", traceback="")
 
 
 def _access_context(session_id: str, sandbox_id: str) -> dict[str, str]:
-    """Sealed access opens only for the session and sandbox it was sealed for."""
+    """Sealed access opens only for the session (or pool) and sandbox it was sealed for."""
     return {"session_id": session_id, "sandbox_id": sandbox_id}
+
+
+def pool_owner(environment: str) -> str:
+    """Whom a pooled sandbox's access is sealed for until a session claims it."""
+    return f"pool:{environment}"
 
 
 def _kernel_name(language: str | None) -> str:

@@ -28,6 +28,7 @@ from sandbox_gateway.models.errors import (
 from sandbox_gateway.models.session import TERMINAL_STATUSES, Session, SessionStatus, new_session_id
 from sandbox_gateway.models.tenant import Quotas
 from sandbox_gateway.ports import SandboxProvider, SandboxRef, SandboxSpec, SessionPage, SessionRepository
+from sandbox_gateway.services.pool import WarmPool
 from sandbox_gateway.services.tenants import TenantLedger, within
 
 logger = Logger(child=True)
@@ -55,8 +56,10 @@ class SessionService:
         clock: Callable[[], float] = time.time,
         *,
         ledger: TenantLedger | None = None,
+        pool: WarmPool | None = None,
     ) -> None:
         self._ledger = ledger  # None: no per-tenant quotas (the deployment's limits still hold)
+        self._pool = pool  # None: every create boots its sandbox
         self._repository = repository
         self._providers = providers
         self._catalogue = catalogue
@@ -107,11 +110,13 @@ class SessionService:
             envs=dict(envs),
             metadata=dict(metadata),
         )
-        try:
-            created = sandbox_provider.create(spec)
-        except DomainError as exc:
-            self._mark_failed_quietly(session, exc.code)
-            raise
+        created = self._pool.claim(spec) if self._pool is not None else None
+        if created is None:
+            try:
+                created = sandbox_provider.create(spec)
+            except DomainError as exc:
+                self._mark_failed_quietly(session, exc.code)
+                raise
         sandbox_id = created.sandbox_id
         self._abandon_if_too_late(session, sandbox_provider, sandbox_id)
         try:
