@@ -604,7 +604,7 @@ class DockerSandboxProvider:
 
 
 class _Relay:
-    """An `agent.py relay` exec in one container, its hijacked Engine socket kept open. The
+    """A relay.py exec in one container, its hijacked Engine socket kept open. The
     Engine multiplexes the exec's stdout and stderr in frames of an 8-byte header (stream, size)
     and the data; inside stdout the relay frames each answer as length-prefixed chunks ended by a
     zero length (see local/docker_sandbox/relay.py). The Engine's framing is trusted;
