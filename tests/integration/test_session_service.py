@@ -23,15 +23,8 @@ from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.executions import ExecutionService
 from sandbox_gateway.services.sessions import SessionService
 
+from tests.support.clock import Clock
 from tests.support.fakes import FakeSandboxProvider
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FailingActivateRepository(DynamoDBSessionRepository):

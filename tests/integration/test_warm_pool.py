@@ -18,6 +18,7 @@ from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.pool import BOOT_MARGIN_SECONDS, WarmPool
 
 from tests.integration.conftest import Api, body_of
+from tests.support.clock import Clock
 from tests.support.fakes import FakeSandboxProvider
 from tests.support.handlers import invoke
 
@@ -25,17 +26,9 @@ NOW = 1_800_000_000.0
 PYTHON = next(env for env in BUILT_IN_ENVIRONMENTS if env.name == "e2b-python")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture
