@@ -95,27 +95,30 @@ def test_the_sealed_access_holds_no_token_in_the_clear(
     ).json()
     token = info["envdAccessToken"]
     assert token and token not in sandbox.access
-    opened = json.loads(
-        sealer.open(sandbox.access, {"session_id": ref.session_id, "sandbox_id": ref.sandbox_id})
-    )
+    opened = json.loads(sealer.open(sandbox.access, {"sandbox_id": ref.sandbox_id}))
     assert opened["envd_access_token"] == token
     assert "access" not in repr(sandbox) and token not in repr(ref)
 
 
-def test_sealed_access_opens_only_for_its_own_session(
+def test_sealed_access_opens_only_for_its_own_sandbox(
     e2b_host: HostInfo, sealer: KmsSealer, created: tuple[CreatedSandbox, SandboxRef]
 ) -> None:
     sandbox, ref = created
     assert sandbox.access is not None
     with pytest.raises(ProviderUnavailable):
-        sealer.open(sandbox.access, {"session_id": "ses_other", "sandbox_id": ref.sandbox_id})
-    # Moved to another session's item, it opens nowhere: the adapter falls back to `connect`
-    # (which fails for that session's own sandbox id here, as it should).
-    moved = SandboxRef(ref.sandbox_id, "ses_other", ENV, ref.expires_at, sandbox.access)
+        sealer.open(sandbox.access, {"sandbox_id": "i0000000000000000000"})
+    # Copied to an item that names another sandbox, it opens nowhere: the adapter connects to
+    # that sandbox instead (and never reaches it with this one's token).
     provider = a_new_container(e2b_host, sealer)
-    before = control_plane_requests(e2b_host)
-    assert provider.execute(moved, run_of("print('via connect')")).stdout == "via connect\n"
-    assert control_plane_requests(e2b_host) == before + 1
+    other = provider.create(SandboxSpec("ses_other", "tenant-contract", ENV, 120))
+    try:
+        moved = SandboxRef(other.sandbox_id, "ses_other", ENV, ref.expires_at, sandbox.access)
+        reader = a_new_container(e2b_host, sealer)
+        before = control_plane_requests(e2b_host)
+        assert reader.execute(moved, run_of("print('via connect')")).stdout == "via connect\n"
+        assert control_plane_requests(e2b_host) == before + 1
+    finally:
+        provider.kill(other.sandbox_id)
 
 
 def test_an_unreadable_sealed_access_costs_a_connect_not_the_session(

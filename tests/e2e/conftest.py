@@ -77,8 +77,8 @@ def client(stack: Stack) -> Client:
     return Client(stack.url, stack.api_key)
 
 
-@pytest.fixture(scope="session")
-def sessions_table(stack: Stack) -> Any:
+def table_of(stack: Stack) -> Any:
+    """The stack's sessions table (boto3 resource), as a test reads it behind the API."""
     dynamodb = boto3.resource(
         "dynamodb",
         endpoint_url=stack.dynamodb_url,
@@ -87,3 +87,8 @@ def sessions_table(stack: Stack) -> Any:
         aws_secret_access_key="local",
     )
     return dynamodb.Table(TABLE_NAME)
+
+
+@pytest.fixture(scope="session")
+def sessions_table(stack: Stack) -> Any:
+    return table_of(stack)

@@ -7,15 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from boto3.dynamodb.conditions import Key
 from sandbox_gateway.adapters.pool_store import pool_pk
 from sandbox_gateway.adapters.table_layout import session_key
 
-from local.stack import TABLE_NAME, Stack, running_stack
-from tests.e2e.conftest import Client
+from local.stack import Stack, running_stack
+from tests.e2e.conftest import Client, table_of
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +28,7 @@ def pooled_stack() -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def table(pooled_stack: Stack) -> Any:
-    dynamodb = boto3.resource(
-        "dynamodb",
-        endpoint_url=pooled_stack.dynamodb_url,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-    return dynamodb.Table(TABLE_NAME)
+    return table_of(pooled_stack)
 
 
 def pooled_ids(table: Any) -> list[str]:

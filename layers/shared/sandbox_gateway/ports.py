@@ -79,7 +79,7 @@ class PoolingProvider(SandboxProvider, Protocol):
         ...
 
     def bind(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
-        """Make a booted sandbox the session's: its lifetime from now, its access sealed for it."""
+        """Make a booted sandbox the session's: its lifetime from now; its access is kept."""
         ...
 
 

@@ -169,7 +169,7 @@ class E2BSandboxProvider:
         metadata = {"session_id": spec.session_id, "tenant_id": spec.tenant_id}
         sandbox = self._started(spec.environment, spec.timeout_seconds, metadata, spec.envs)
         try:
-            access = self._seal_access(sandbox, spec.session_id)
+            access = self._seal_access(sandbox)
         except Exception:
             self._kill_quietly(sandbox)
             raise
@@ -177,28 +177,21 @@ class E2BSandboxProvider:
         return CreatedSandbox(str(sandbox.sandbox_id), access)
 
     def boot(self, environment: Environment, timeout_seconds: int) -> CreatedSandbox:
-        """For the warm pool: started and prepared like a session's, its access sealed for the pool."""
+        """For the warm pool: started and prepared like a session's, with its sealed access."""
         sandbox = self._started(environment, timeout_seconds, {"pool": environment.name}, {})
         try:
-            access = self._seal_access(sandbox, pool_owner(environment.name))
+            access = self._seal_access(sandbox)
         except Exception:
             self._kill_quietly(sandbox)
             raise
         return CreatedSandbox(str(sandbox.sandbox_id), access)
 
     def bind(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
-        """The session's lifetime starts now; its access is sealed anew, for the session."""
-        ref = SandboxRef(
-            pooled.sandbox_id,
-            pool_owner(pooled.environment),
-            spec.environment,
-            pooled.expires_at,
-            pooled.access,
-        )
-        with self._sandbox(ref, "bind the sandbox") as sandbox:
-            sandbox.set_timeout(spec.timeout_seconds, **self._opts())
-            access = self._seal_access(sandbox, spec.session_id)
-        return CreatedSandbox(pooled.sandbox_id, access)
+        """The session's lifetime starts now: one control-plane call. Its sealed access, bound to the
+        sandbox, becomes the session's as it is (no KMS call)."""
+        with _translated("bind the sandbox"):
+            Sandbox.set_timeout(pooled.sandbox_id, spec.timeout_seconds, **self._opts())
+        return CreatedSandbox(pooled.sandbox_id, pooled.access)
 
     def _started(
         self, env: Environment, timeout_seconds: int, metadata: dict[str, str], envs: dict[str, str]
@@ -429,8 +422,8 @@ class E2BSandboxProvider:
         return sandbox
 
     # --- direct access (no control plane) --------------------------------------------------
-    def _seal_access(self, sandbox: Sandbox, session_id: str) -> str | None:
-        """What `connect` would fetch again, sealed for this session: domain, envd version, tokens."""
+    def _seal_access(self, sandbox: Sandbox) -> str | None:
+        """What `connect` would fetch again, sealed for this sandbox: domain, envd version, tokens."""
         if self._sealer is None:
             return None
         access = {
@@ -441,7 +434,7 @@ class E2BSandboxProvider:
             "traffic_access_token": sandbox.traffic_access_token,
         }
         plaintext = json.dumps(access, separators=(",", ":")).encode()
-        return self._sealer.seal(plaintext, _access_context(session_id, str(sandbox.sandbox_id)))
+        return self._sealer.seal(plaintext, _access_context(str(sandbox.sandbox_id)))
 
     def _reopened(self, ref: SandboxRef) -> Sandbox | None:
         """The session's sandbox built from its sealed access, as `connect` would, minus the call.
@@ -451,9 +444,7 @@ class E2BSandboxProvider:
         if ref.access is None or self._sealer is None:
             return None
         try:
-            access = json.loads(
-                self._sealer.open(ref.access, _access_context(ref.session_id, ref.sandbox_id))
-            )
+            access = json.loads(self._sealer.open(ref.access, _access_context(ref.sandbox_id)))
             version = Version(access["envd_version"])
         except (ProviderError, ValueError, KeyError, TypeError, InvalidVersion):
             logger.warning("could not open a session's sealed sandbox access; connecting instead")
@@ -509,14 +500,11 @@ class E2BSandboxProvider:
 _NO_ERROR = ExecutionErrorInfo(name="", value="", traceback="")
 
 
-def _access_context(session_id: str, sandbox_id: str) -> dict[str, str]:
-    """Sealed access opens only for the session (or pool) and sandbox it was sealed for."""
-    return {"session_id": session_id, "sandbox_id": sandbox_id}
-
-
-def pool_owner(environment: str) -> str:
-    """Whom a pooled sandbox's access is sealed for until a session claims it."""
-    return f"pool:{environment}"
+def _access_context(sandbox_id: str) -> dict[str, str]:
+    """Sealed access opens only for the sandbox it was sealed for: copied to an item that names
+    another sandbox, it opens nowhere. (Not bound to a session: a pooled sandbox's access, sealed
+    at boot, becomes its session's as it is.)"""
+    return {"sandbox_id": sandbox_id}
 
 
 def _kernel_name(language: str | None) -> str:

@@ -1,7 +1,7 @@
 """Sealing secrets that are stored in the sessions table (a sandbox's access token) with KMS.
 
-The ciphertext is bound to an encryption context (the session and sandbox it belongs to): KMS
-refuses to decrypt it under any other, so a value copied to another item opens nowhere, and
+The ciphertext is bound to an encryption context (the sandbox it belongs to): KMS refuses to
+decrypt it under any other, so a value copied to an item of another sandbox opens nowhere, and
 every decrypt is in CloudTrail with its context. Reading the table alone reveals no token.
 """
 
