@@ -289,3 +289,24 @@ def test_the_session_indexes_leave_out_what_an_execute_writes() -> None:
         {"AttributeName": "tenant_sessions", "KeyType": "HASH"},
         {"AttributeName": "session_id", "KeyType": "RANGE"},
     ]
+
+
+def test_the_session_indexes_project_every_field_a_listing_shows(
+    repository: DynamoDBSessionRepository, table: Any
+) -> None:
+    """INCLUDE projections name their attributes: a session field added later must be added to
+    them too, or listings (and the reaper's index reads) silently lose it."""
+    session = make_session("t1")
+    repository.put_new(session)
+    repository.activate(session, "sbx-1", NOW, sandbox_access="sealed")
+    item = table.get_item(Key=session_key(session.session_id))["Item"]
+    private = {"pk", "sk", "purge_at", "lease_id", "lease_until", "sandbox_access"}
+    index_keys = {"live_shard", "tenant_sessions"}  # each index's own keys, not a session's fields
+    ended = {"failure_reason", "closed_at"}  # written when a session ends; listed then
+    indexes = {i["IndexName"]: i for i in sessions_table_definition()["GlobalSecondaryIndexes"]}
+    for name in ("SessionsByTenant", "LiveByExpiry"):
+        index = indexes[name]
+        keys = {key["AttributeName"] for key in index["KeySchema"]}
+        projected = set(index["Projection"]["NonKeyAttributes"]) | keys
+        assert set(item) - private - index_keys - projected == set(), name
+        assert ended <= projected, name
