@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from sandbox_gateway import wiring
 from sandbox_gateway.adapters.pool_store import DynamoDBSandboxPool
@@ -17,6 +18,7 @@ from sandbox_gateway.ports import PooledSandbox, SandboxSpec
 from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.pool import BOOT_MARGIN_SECONDS, WarmPool
 
+from local.stack import TABLE_NAME, dynamodb_server
 from tests.integration.conftest import Api, body_of
 from tests.support.clock import Clock
 from tests.support.fakes import FakeSandboxProvider
@@ -78,27 +80,32 @@ def test_a_claim_skips_a_sandbox_about_to_end(store: DynamoDBSandboxPool) -> Non
     assert [e.sandbox_id for e in store.entries("e2b-python")] == ["sbx-ending"]  # the refill retires it
 
 
-def test_concurrent_claims_never_share_a_sandbox(store: DynamoDBSandboxPool) -> None:
-    for number in range(6):
-        store.add(entry(f"sbx-{number}", booted_at=NOW + number))
-    claimed: list[str] = []
-    lock = threading.Lock()
-    start = threading.Barrier(10)
+def test_concurrent_claims_never_share_a_sandbox() -> None:
+    """Ten creates at once, each its own "container" (own client), against the moto server, whose
+    conditional writes are atomic as DynamoDB's are (in-process mock_aws is not thread-safe)."""
+    with dynamodb_server() as url:
+        pool = DynamoDBSandboxPool(boto3.resource("dynamodb", endpoint_url=url).Table(TABLE_NAME), Clock(NOW))
+        for number in range(6):
+            pool.add(entry(f"sbx-{number}", booted_at=NOW + number))
+        claimed: list[str] = []
+        lock = threading.Lock()
+        start = threading.Barrier(10)
 
-    def claim() -> None:
-        start.wait()
-        got = store.claim("e2b-python")
-        if got is not None:
-            with lock:
-                claimed.append(got.sandbox_id)
+        def claim() -> None:
+            table = boto3.resource("dynamodb", endpoint_url=url).Table(TABLE_NAME)
+            start.wait()
+            got = DynamoDBSandboxPool(table, Clock(NOW)).claim("e2b-python")
+            if got is not None:
+                with lock:
+                    claimed.append(got.sandbox_id)
 
-    threads = [threading.Thread(target=claim) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(claimed) == [f"sbx-{number}" for number in range(6)]
-    assert store.entries("e2b-python") == []
+        threads = [threading.Thread(target=claim) for _ in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(claimed) == [f"sbx-{number}" for number in range(6)]
+        assert pool.entries("e2b-python") == []
 
 
 # --- the service ----------------------------------------------------------------------------
