@@ -23,8 +23,9 @@ snapstart.register()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if not get_settings().warm_pool:
         return {"booted": 0, "retired": 0, "failed": 0}
+    pool = wiring.warm_pool()
     remaining = context.get_remaining_time_in_millis() / 1000 - STOP_BEFORE_TIMEOUT_SECONDS
-    report = wiring.warm_pool().refill(deadline=wiring.warm_pool().now() + max(0.0, remaining))
+    report = pool.refill(deadline=pool.now() + max(0.0, remaining))
     metrics.add_metric(name="PooledSandboxesBooted", unit=MetricUnit.Count, value=report.booted)
     metrics.add_metric(name="PooledSandboxesRetired", unit=MetricUnit.Count, value=report.retired)
     metrics.add_metric(name="PooledSandboxBootsFailed", unit=MetricUnit.Count, value=report.failed)

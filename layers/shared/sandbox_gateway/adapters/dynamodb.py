@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sandbox_gateway.adapters.table_layout import (
+    condition_failed,
     session_key,
     tenant_key,
     usage_key,
@@ -339,7 +340,7 @@ class DynamoDBSessionRepository:
         try:
             response = self._table.update_item(**request)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return None
             raise StorageUnavailable("session storage is unavailable; retry shortly") from exc
         except BotoCoreError as exc:

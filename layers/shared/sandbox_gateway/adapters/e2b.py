@@ -22,7 +22,7 @@ from aws_lambda_powertools import Logger
 from e2b import ConnectionConfig
 from e2b_code_interpreter import Sandbox
 from e2b_code_interpreter.models import Context, OutputMessage
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from sandbox_gateway.adapters.code_interpreter import outcome_from_execution, timed_out
 from sandbox_gateway.models.environment import Environment, Language
@@ -446,7 +446,7 @@ class E2BSandboxProvider:
         try:
             access = json.loads(self._sealer.open(ref.access, _access_context(ref.sandbox_id)))
             version = Version(access["envd_version"])
-        except (ProviderError, ValueError, KeyError, TypeError, InvalidVersion):
+        except (ProviderError, ValueError, KeyError, TypeError):  # ValueError: bad JSON, bad version
             logger.warning("could not open a session's sealed sandbox access; connecting instead")
             return None
         token = access.get("envd_access_token")

@@ -27,7 +27,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sandbox_gateway.adapters.table_layout import EXECUTION_PK_PREFIX, EXECUTION_SK, execution_key
+from sandbox_gateway.adapters.table_layout import (
+    EXECUTION_PK_PREFIX,
+    EXECUTION_SK,
+    condition_failed,
+    execution_key,
+)
 from sandbox_gateway.models.errors import InvalidPageToken, StorageUnavailable
 from sandbox_gateway.models.execution_record import (
     ExecutionMode,
@@ -101,7 +106,7 @@ class DynamoDBExecutionStore:
         try:
             self._table.put_item(Item=self._to_item(record), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False  # a redelivery: the first delivery's record stands
             raise _storage_error(exc) from exc
         except BotoCoreError as exc:
@@ -191,7 +196,7 @@ class DynamoDBExecutionStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return None
             raise _storage_error(exc) from exc
         except BotoCoreError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sandbox_gateway.adapters.table_layout import condition_failed
 from sandbox_gateway.models.errors import StorageUnavailable
 from sandbox_gateway.ports import PooledSandbox
 
@@ -79,16 +80,16 @@ class DynamoDBSandboxPool:
         return None
 
     def remove(self, entry: PooledSandbox) -> bool:
-        try:
-            with _store("take from the warm pool"):
+        with _store("take from the warm pool"):
+            try:
                 self._table.delete_item(
                     Key={"pk": pool_pk(entry.environment), "sk": _sk(entry)},
                     ConditionExpression="attribute_exists(pk)",
                 )
-        except StorageUnavailable as failure:
-            if _lost_the_race(failure.__cause__):
-                return False
-            raise
+            except ClientError as exc:
+                if condition_failed(exc):
+                    return False  # a claim (or a retire) took it first
+                raise
         return True
 
 
@@ -113,14 +114,8 @@ def _entry(item: dict[str, Any]) -> PooledSandbox:
 
 @contextmanager
 def _store(action: str) -> Iterator[None]:
-    """Store failures as the domain's StorageUnavailable (remove() tells a lost claim race apart)."""
+    """Store failures as the domain's StorageUnavailable."""
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
         raise StorageUnavailable(f"could not {action}") from exc
-
-
-def _lost_the_race(exc: BaseException | None) -> bool:
-    return isinstance(exc, ClientError) and (
-        exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-    )

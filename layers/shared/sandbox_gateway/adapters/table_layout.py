@@ -52,6 +52,11 @@ def usage_key(tenant_id: str, day: str) -> dict[str, str]:
     return {"pk": tenant_pk(tenant_id), "sk": f"{USAGE_SK_PREFIX}{day}"}
 
 
+def condition_failed(error: ClientError) -> bool:
+    """The write's condition did not hold: the item moved on (or was never there). Not an outage."""
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
 def with_conflict_retries(
     call: Callable[[], T], is_conflict: Callable[[ClientError], bool], retries: int
 ) -> T:

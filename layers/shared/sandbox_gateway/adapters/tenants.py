@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sandbox_gateway.adapters.table_layout import (
     USAGE_SK_PREFIX,
+    condition_failed,
     tenant_key,
     tenant_pk,
     usage_key,
@@ -151,7 +152,7 @@ class DynamoDBTenantStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return None
             raise StorageUnavailable("the key store is unavailable; retry shortly") from exc
         except BotoCoreError as exc:
