@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from e2b_code_interpreter.models import Execution, parse_output
+from e2b_code_interpreter.charts import Chart
+from e2b_code_interpreter.models import Execution, Result, parse_output
 
 from sandbox_gateway.models.execution import ExecutionErrorInfo, ExecutionOutcome, ExecutionStatus, RichResult
 
@@ -47,6 +48,19 @@ def timed_out(
     )
 
 
+def _formats_of(result: Result) -> dict[str, object]:
+    """A result's representations as plain JSON values. The SDK parses a chart into a `Chart`
+    object; the API returns the chart as the server sent it (its `to_dict()`)."""
+    formats: dict[str, object] = {}
+    for name in RESULT_FORMATS:
+        value = getattr(result, name, None)
+        if isinstance(value, Chart):
+            value = value.to_dict()
+        if value not in (None, {}, ""):
+            formats[name] = value
+    return formats
+
+
 def execution_from_ndjson(lines: Iterable[str]) -> Execution:
     """Parse code-interpreter NDJSON lines as the SDK does (unknown line types are ignored)."""
     execution = Execution()
@@ -65,14 +79,7 @@ def outcome_from_execution(
         stdout="".join(execution.logs.stdout),
         stderr="".join(execution.logs.stderr),
         results=tuple(
-            RichResult(
-                formats={
-                    name: getattr(result, name)
-                    for name in RESULT_FORMATS
-                    if getattr(result, name, None) not in (None, {}, "")
-                },
-                is_main_result=bool(result.is_main_result),
-            )
+            RichResult(formats=_formats_of(result), is_main_result=bool(result.is_main_result))
             for result in execution.results
         ),
         error=ExecutionErrorInfo(error.name, error.value, error.traceback) if error else None,
