@@ -427,7 +427,9 @@ class ProcessService(Process):
         size = request.pty.size if request.pty is not None else None
         master = slave = None
         if request.pty is not None:
-            master, slave = open_terminal(size.rows if size else 24, size.cols if size else 80)
+            master, slave = open_terminal(
+                sandbox.namespace, size.rows if size else 24, size.cols if size else 80
+            )
         use_stdin = request.has_field("stdin") and bool(request.stdin)
         try:
             proc = await sandbox.namespace.spawn(

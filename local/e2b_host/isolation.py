@@ -35,6 +35,7 @@ import resource
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -69,6 +70,8 @@ _SLIRP_DNS = "10.0.2.3"
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _NS_GET_PARENT = 0xB702
+_TIOCGPTPEER = 0x5441
+_TIOCSPTLCK = 0x40045431
 _CLONE_NEWUSER = 0x10000000
 _NS_TYPES = {
     "mnt": 0x00020000,
@@ -891,6 +894,24 @@ class SandboxNamespace:
                 Cgroups.remove(group)
             raise
         return SandboxProcess(proc, group)
+
+    def open_terminal(self) -> tuple[int, int]:
+        """A pseudo-terminal of the sandbox's own ``/dev/pts`` (so ``tty`` names it inside):
+        (master, slave). The host opens the master from that devpts instance (bwrap's
+        read-only ``/dev``, which nothing in the sandbox can remount) and the slave through
+        the master (TIOCGPTPEER), without looking up any path the sandbox could change."""
+        if self.enter_pid is None:
+            raise RuntimeError("namespace not started")
+        ptmx = f"/proc/{self.enter_pid}/root/dev/pts/ptmx"
+        master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+            slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+            os.fchown(slave, self.host_uid, self.host_uid)  # `user` owns its terminal inside
+            return master, slave
+        except BaseException:
+            os.close(master)
+            raise
 
     def kill(self) -> None:
         """SIGKILL the init; the kernel then kills every process in the PID namespace."""

@@ -16,7 +16,7 @@ import termios
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .isolation import SandboxProcess
+from .isolation import SandboxNamespace, SandboxProcess
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +51,14 @@ def set_window_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def open_terminal(rows: int, cols: int) -> tuple[int, int]:
-    """A pseudo-terminal (master, slave) of that size; the master stays with the host."""
-    master, slave = os.openpty()
+def open_terminal(namespace: SandboxNamespace, rows: int, cols: int) -> tuple[int, int]:
+    """A pseudo-terminal (master, slave) of that size from the sandbox's own ``/dev/pts``
+    (the host's, if that cannot be had); the master stays with the host."""
+    try:
+        master, slave = namespace.open_terminal()
+    except OSError as exc:
+        logger.warning("no terminal from the sandbox's /dev/pts (%s); using the host's", exc)
+        master, slave = os.openpty()
     os.set_blocking(master, False)
     set_window_size(master, rows or 24, cols or 80)
     return master, slave
