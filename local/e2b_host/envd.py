@@ -326,8 +326,16 @@ class FilesystemService(Filesystem):
 
 # --- Connect: process.Process --------------------------------------------------------------
 
-# A silent stream still sends a keepalive this often, so a client that went away is noticed.
+# A silent stream sends a keepalive this often unless the client asks otherwise
+# (``Keepalive-Ping-Interval``, seconds, as envd reads it).
 KEEPALIVE_S = 20.0
+
+
+def _keepalive_s(ctx: Any) -> float:
+    try:
+        return min(max(float(ctx.request_headers.get("keepalive-ping-interval") or KEEPALIVE_S), 1.0), 3600.0)
+    except ValueError:
+        return KEEPALIVE_S
 
 
 def _ns_pid(host_pid: int | None) -> int | None:
@@ -369,10 +377,11 @@ async def _events(
     loop = asyncio.get_running_loop()
     remaining_ms = ctx.timeout_ms
     deadline = None if remaining_ms is None else loop.time() + remaining_ms / 1000
+    keepalive = _keepalive_s(ctx)
     try:
         yield _process_event("start", process_pb.ProcessEvent.StartEvent(pid=record.pid))
         while True:
-            wait = KEEPALIVE_S if deadline is None else min(KEEPALIVE_S, deadline - loop.time())
+            wait = keepalive if deadline is None else min(keepalive, deadline - loop.time())
             if wait <= 0:
                 message = f"the stream exceeded its deadline of {remaining_ms:.0f} ms"
                 raise ConnectError(Code.DEADLINE_EXCEEDED, message)
@@ -539,23 +548,27 @@ class ProcessService(Process):
         self, request: process_pb.SendInputRequest, ctx: Any
     ) -> process_pb.SendInputResponse:
         sandbox = _sandbox_for(self.registry, ctx)
-        record = self._record(sandbox, request.process)
-        chosen = request.input.input if request.input is not None else None
-        data = chosen.value if chosen is not None else b""
-        if chosen is not None and chosen.field == "pty":
-            if record.terminal is None:
-                raise ConnectError(Code.FAILED_PRECONDITION, "the process was not started with a PTY")
-            try:
-                await record.write_terminal(data)
-            except (ProcessLookupError, OSError) as exc:
-                raise ConnectError(Code.FAILED_PRECONDITION, f"cannot write to the terminal: {exc}") from None
-            return process_pb.SendInputResponse()
-        stdin = record.process.proc.stdin
-        if stdin is None:
-            raise ConnectError(Code.FAILED_PRECONDITION, "the process was started without stdin")
-        stdin.write(data)
-        await stdin.drain()
+        await _write_input(self._record(sandbox, request.process), request.input)
         return process_pb.SendInputResponse()
+
+    async def stream_input(
+        self, request: AsyncIterator[process_pb.StreamInputRequest], ctx: Any
+    ) -> process_pb.StreamInputResponse:
+        """``commands.stream_input``/``pty.stream_input``: a start event naming the process,
+        then its input, chunk by chunk, in order."""
+        sandbox = _sandbox_for(self.registry, ctx)
+        record: CommandRecord | None = None
+        async for message in request:
+            event = message.event
+            if event is None or event.field == "keepalive":
+                continue
+            if event.field == "start":
+                record = self._record(sandbox, event.value.process)
+            elif record is None:
+                raise ConnectError(Code.INVALID_ARGUMENT, "the input stream must start with a start event")
+            else:
+                await _write_input(record, event.value.input)
+        return process_pb.StreamInputResponse()
 
     async def close_stdin(
         self, request: process_pb.CloseStdinRequest, ctx: Any
@@ -565,6 +578,28 @@ class ProcessService(Process):
         if record.process.proc.stdin is not None:
             record.process.proc.stdin.close()
         return process_pb.CloseStdinResponse()
+
+
+async def _write_input(record: CommandRecord, given: process_pb.ProcessInput | None) -> None:
+    """Stdin or PTY input (``ProcessInput``) to the process."""
+    chosen = given.input if given is not None else None
+    data = chosen.value if chosen is not None else b""
+    if chosen is not None and chosen.field == "pty":
+        if record.terminal is None:
+            raise ConnectError(Code.FAILED_PRECONDITION, "the process was not started with a PTY")
+        try:
+            await record.write_terminal(data)
+        except (ProcessLookupError, OSError) as exc:
+            raise ConnectError(Code.FAILED_PRECONDITION, f"cannot write to the terminal: {exc}") from None
+        return
+    stdin = record.process.proc.stdin
+    if stdin is None:
+        raise ConnectError(Code.FAILED_PRECONDITION, "the process was started without stdin")
+    try:
+        stdin.write(data)
+        await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        raise ConnectError(Code.FAILED_PRECONDITION, "the process closed its stdin") from None
 
 
 async def _cancel_on_disconnect(app: Any, scope: Any, receive: Any, send: Send) -> None:

@@ -76,6 +76,13 @@ def test_a_disconnected_background_command_runs_on_and_can_be_reconnected(shared
     assert handle.pid not in [p.pid for p in shared_sandbox.commands.list()]
 
 
+def test_stream_input_feeds_stdin_in_order(shared_sandbox: Sandbox):
+    handle = shared_sandbox.commands.run("cat", background=True, stdin=True)
+    shared_sandbox.commands.stream_input(handle.pid, ["one\n", b"two\n", "three"])
+    shared_sandbox.commands.close_stdin(handle.pid)
+    assert handle.wait().stdout == "one\ntwo\nthree"
+
+
 def test_connect_to_an_unknown_pid_is_not_found(shared_sandbox: Sandbox):
     with pytest.raises(SandboxException, match="not found"):
         shared_sandbox.commands.connect(999_999)
@@ -125,7 +132,15 @@ def test_command_timeout_raises_and_kills_the_command(shared_sandbox: Sandbox):
     marker = f"sleep {20 + uuid.uuid4().int % 1000}"
     with raises_exactly(TimeoutException):
         shared_sandbox.commands.run(marker, timeout=1)
-    assert marker not in " ".join(" ".join(p.args) for p in shared_sandbox.commands.list())
+    # The client's own deadline may fire a moment before the server's: the kill follows.
+    deadline = time.monotonic() + 5
+    while marker in _running(shared_sandbox) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker not in _running(shared_sandbox)
+
+
+def _running(sbx: Sandbox) -> str:
+    return " ".join(" ".join(p.args) for p in sbx.commands.list())
 
 
 def _envelopes(body: bytes) -> list[tuple[int, dict[str, Any]]]:
