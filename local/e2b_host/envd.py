@@ -404,6 +404,11 @@ async def _events(
         record.unlisten(queue)
 
 
+def _forget(sandbox: Sandbox, record: CommandRecord) -> None:
+    if sandbox.processes.get(record.pid) is record:  # not a later process given the same pid
+        del sandbox.processes[record.pid]
+
+
 class ProcessService(Process):
     def __init__(self, registry: SandboxRegistry, output_limit: int) -> None:
         self.registry = registry
@@ -477,7 +482,7 @@ class ProcessService(Process):
         remaining_ms = ctx.timeout_ms
         record.start(
             kill_after_s=None if remaining_ms is None else max(remaining_ms, 0) / 1000,
-            on_done=lambda: sandbox.processes.pop(record.pid, None),
+            on_done=lambda: _forget(sandbox, record),
         )
         async for event in _events(sandbox, record, queue, ctx):
             yield process_pb.StartResponse(event=event)
