@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from .asgi import Request, Send, send_empty, send_error, send_json
-from .sandbox import HostError, SandboxRegistry
+from .sandbox import HostError, Sandbox, SandboxRegistry
 
 _SANDBOX_PATH = re.compile(r"^/(?:v2/)?sandboxes/([^/]+)(/[a-z]+)?/?$")
 DEFAULT_CREATE_TIMEOUT_S = 15
@@ -39,6 +39,16 @@ def metadata_filter(request: Request) -> dict[str, str]:
             for value in values:
                 result[unquote(key)] = unquote(value)
     return result
+
+
+def _metrics(sandbox: Sandbox, request: Request) -> list[dict[str, Any]]:
+    """The sandbox's samples between ``start`` and ``end`` (Unix seconds, both optional)."""
+    try:
+        start, end = (request.query_one(name) for name in ("start", "end"))
+        bounds = (float(start) if start else None, float(end) if end else None)
+    except ValueError:
+        raise HostError(400, "'start' and 'end' must be Unix timestamps in seconds") from None
+    return sandbox.metrics.between(*bounds) if sandbox.metrics is not None else []
 
 
 class ControlPlane:
@@ -94,8 +104,7 @@ class ControlPlane:
                     self.registry.extend(sandbox_id, _timeout(body.get("duration"), None))
                 await send_empty(send, 204)
             elif action == "/metrics" and method == "GET":
-                self.registry.get(sandbox_id)
-                await send_json(send, 200, [])
+                await send_json(send, 200, _metrics(self.registry.get(sandbox_id), request))
             elif action in ("/pause", "/resume"):
                 self.registry.get(sandbox_id)
                 raise HostError(400, "pause/resume is not supported by the local E2B host")

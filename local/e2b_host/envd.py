@@ -28,7 +28,8 @@ from protobuf.wkt import Timestamp
 
 from .asgi import BodyTooLarge, ClientGone, Request, Send, send_bytes, send_empty, send_error, send_json
 from .paths import Entry, PathInvalid, PathRefused
-from .sandbox import CommandRecord, HostError, Sandbox, SandboxRegistry
+from .processes import CommandRecord, Event, Exit, open_terminal
+from .sandbox import HostError, Sandbox, SandboxRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -325,6 +326,17 @@ class FilesystemService(Filesystem):
 
 # --- Connect: process.Process --------------------------------------------------------------
 
+# A silent stream sends a keepalive this often unless the client asks otherwise
+# (``Keepalive-Ping-Interval``, seconds, as envd reads it).
+KEEPALIVE_S = 20.0
+
+
+def _keepalive_s(ctx: Any) -> float:
+    try:
+        return min(max(float(ctx.request_headers.get("keepalive-ping-interval") or KEEPALIVE_S), 1.0), 3600.0)
+    except ValueError:
+        return KEEPALIVE_S
+
 
 def _ns_pid(host_pid: int | None) -> int | None:
     """The pid a process has inside the sandbox's PID namespace (last NSpid field)."""
@@ -340,9 +352,61 @@ def _ns_pid(host_pid: int | None) -> int | None:
     return None
 
 
-def _event(kind: str, value: Any) -> process_pb.StartResponse:
+def _process_event(kind: str, value: Any) -> process_pb.ProcessEvent:
     event: Any = Oneof(kind, value)  # one of start/data/end/keepalive
-    return process_pb.StartResponse(event=process_pb.ProcessEvent(event=event))
+    return process_pb.ProcessEvent(event=event)
+
+
+def _end_event(exit: Exit) -> process_pb.ProcessEvent:
+    end = process_pb.ProcessEvent.EndEvent(exit_code=exit.exit_code, exited=exit.exited, status=exit.status)
+    return _process_event("end", end)
+
+
+def _data_event(name: str, chunk: bytes) -> process_pb.ProcessEvent:
+    output: Any = Oneof(name, chunk)  # stdout, stderr or pty
+    return _process_event("data", process_pb.ProcessEvent.DataEvent(output=output))
+
+
+async def _events(
+    sandbox: Sandbox, record: CommandRecord, queue: asyncio.Queue[Event], ctx: Any
+) -> AsyncIterator[process_pb.ProcessEvent]:
+    """What ``Start`` and ``Connect`` stream: the start event, the output from now on, the
+    end. Past the call's ``Connect-Timeout-Ms`` the stream ends with ``deadline_exceeded``
+    (as envd's); a sandbox killed meanwhile ends it with ``unavailable``, as the connection
+    to a vanished sandbox does on E2B (the SDK then probes the sandbox and finds it gone)."""
+    loop = asyncio.get_running_loop()
+    remaining_ms = ctx.timeout_ms
+    deadline = None if remaining_ms is None else loop.time() + remaining_ms / 1000
+    keepalive = _keepalive_s(ctx)
+    try:
+        yield _process_event("start", process_pb.ProcessEvent.StartEvent(pid=record.pid))
+        while True:
+            wait = keepalive if deadline is None else min(keepalive, deadline - loop.time())
+            if wait <= 0:
+                message = f"the stream exceeded its deadline of {remaining_ms:.0f} ms"
+                raise ConnectError(Code.DEADLINE_EXCEEDED, message)
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=wait)
+            except TimeoutError:
+                if deadline is None or loop.time() < deadline:
+                    yield _process_event("keepalive", process_pb.ProcessEvent.KeepAlive())
+                continue
+            if isinstance(item, Exit):
+                if sandbox.gone():
+                    raise ConnectError(
+                        Code.UNAVAILABLE,
+                        f"the connection to sandbox {sandbox.sandbox_id} ended before the stream completed",
+                    )
+                yield _end_event(item)
+                return
+            yield _data_event(*item)
+    finally:
+        record.unlisten(queue)
+
+
+def _forget(sandbox: Sandbox, record: CommandRecord) -> None:
+    if sandbox.processes.get(record.pid) is record:  # not a later process given the same pid
+        del sandbox.processes[record.pid]
 
 
 class ProcessService(Process):
@@ -350,92 +414,87 @@ class ProcessService(Process):
         self.registry = registry
         self.output_limit = output_limit
 
-    async def start(
-        self, request: process_pb.StartRequest, ctx: Any
-    ) -> AsyncIterator[process_pb.StartResponse]:
-        sandbox = _sandbox_for(self.registry, ctx)
+    async def _cwd(self, sandbox: Sandbox, path: str, ctx: Any) -> str:
+        """The sandbox path of a valid working directory. Paths in the writable mounts are
+        checked by the files API's walk; any other (``/``, ``/usr``: read-only, but valid
+        on E2B too) is checked inside the sandbox, never on the host."""
+        try:
+            vpath, is_dir = await _fs(sandbox.fs.is_dir, path)
+        except PathRefused:
+            vpath = posixpath.normpath(path)
+            probe = await sandbox.namespace.spawn(["test", "-d", vpath], cwd="/", env=sandbox.process_env())
+            is_dir = await probe.proc.wait() == 0
+            probe.release()
+        except _FS_ERRORS as exc:
+            raise _connect_error(exc) from None
+        if not is_dir:
+            raise ConnectError(Code.INVALID_ARGUMENT, f"cwd '{vpath}' does not exist or is not a directory")
+        return vpath
+
+    async def _spawn(self, sandbox: Sandbox, request: process_pb.StartRequest, ctx: Any) -> CommandRecord:
         config = request.process
         if config is None or not config.cmd:
             raise ConnectError(Code.INVALID_ARGUMENT, "process.cmd is required")
         user = username_from(ctx.request_headers)
-        try:
-            cwd_v, cwd_is_dir = await _fs(sandbox.fs.is_dir, _path(config.cwd or home_of(user), ctx))
-        except _FS_ERRORS as exc:
-            raise _connect_error(exc) from None
-        if not cwd_is_dir:
-            raise ConnectError(Code.INVALID_ARGUMENT, f"cwd '{cwd_v}' does not exist or is not a directory")
+        cwd = await self._cwd(sandbox, _path(config.cwd or home_of(user), ctx), ctx)
         env = sandbox.process_env({"HOME": home_of(user), "USER": user, **dict(config.envs)})
-        use_stdin = (
-            request.has_field("stdin") and bool(request.stdin) if hasattr(request, "has_field") else False
-        )
-        proc = await sandbox.namespace.spawn(
-            [config.cmd, *config.args],
-            cwd=cwd_v,
-            env=env,
-            stdin=asyncio.subprocess.PIPE if use_stdin else asyncio.subprocess.DEVNULL,
-        )
-        pid = _ns_pid(await proc.inner_pid()) or self.registry.next_pid()
-        record = CommandRecord(
-            pid=pid,
+        size = request.pty.size if request.pty is not None else None
+        master = slave = None
+        if request.pty is not None:
+            master, slave = open_terminal(
+                sandbox.namespace, size.rows if size else 24, size.cols if size else 80
+            )
+        use_stdin = request.has_field("stdin") and bool(request.stdin)
+        try:
+            proc = await sandbox.namespace.spawn(
+                [config.cmd, *config.args],
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.PIPE if use_stdin else asyncio.subprocess.DEVNULL,
+                terminal=slave,
+            )
+        except BaseException:
+            if master is not None:
+                os.close(master)
+            raise
+        finally:
+            if slave is not None:
+                os.close(slave)  # the sandbox's process holds it now; EIO on the master when it goes
+        return CommandRecord(
+            pid=_ns_pid(await proc.inner_pid()) or self.registry.next_pid(),
             process=proc,
             cmd=config.cmd,
             args=list(config.args),
             envs=dict(config.envs),
-            cwd=cwd_v,
+            cwd=cwd,
             tag=request.tag if request.has_field("tag") else None,
+            output_limit=self.output_limit,
+            terminal=master,
         )
-        sandbox.processes[pid] = record
-        events: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=256)
-        used = 0
 
-        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
-            nonlocal used
-            assert stream is not None
-            while True:
-                chunk = await stream.read(65536)
-                if not chunk:
-                    break
-                if used >= self.output_limit:
-                    continue
-                chunk = chunk[: self.output_limit - used]
-                used += len(chunk)
-                await events.put((name, chunk))
-                if used >= self.output_limit:
-                    await events.put(
-                        ("stderr", f"\n[e2b_host: output truncated after {used} bytes]\n".encode())
-                    )
+    async def start(
+        self, request: process_pb.StartRequest, ctx: Any
+    ) -> AsyncIterator[process_pb.StartResponse]:
+        sandbox = _sandbox_for(self.registry, ctx)
+        record = await self._spawn(sandbox, request, ctx)
+        sandbox.processes[record.pid] = record
+        queue = record.listen()  # before the output starts flowing: the caller sees all of it
+        remaining_ms = ctx.timeout_ms
+        record.start(
+            kill_after_s=None if remaining_ms is None else max(remaining_ms, 0) / 1000,
+            on_done=lambda: _forget(sandbox, record),
+        )
+        async for event in _events(sandbox, record, queue, ctx):
+            yield process_pb.StartResponse(event=event)
 
-        async def pump_all() -> None:
-            await asyncio.gather(pump(proc.proc.stdout, "stdout"), pump(proc.proc.stderr, "stderr"))
-            await events.put(None)
-
-        pumps = asyncio.create_task(pump_all())
-        try:
-            yield _event("start", process_pb.ProcessEvent.StartEvent(pid=pid))
-            while True:
-                try:
-                    item = await asyncio.wait_for(events.get(), timeout=20)
-                except TimeoutError:
-                    yield _event("keepalive", process_pb.ProcessEvent.KeepAlive())
-                    continue
-                if item is None:
-                    break
-                name, chunk = item
-                output: Any = Oneof(name, chunk)  # stdout or stderr
-                yield _event("data", process_pb.ProcessEvent.DataEvent(output=output))
-            rc = await proc.proc.wait()
-            if rc >= 0:
-                end = process_pb.ProcessEvent.EndEvent(exit_code=rc, exited=True, status=f"exit status {rc}")
-            else:
-                name = signal.Signals(-rc).name.removeprefix("SIG").lower()
-                end = process_pb.ProcessEvent.EndEvent(exit_code=-1, exited=False, status=f"signal: {name}")
-            yield _event("end", end)
-        finally:
-            pumps.cancel()
-            if proc.alive():  # the client went away (a timeout) or the call failed
-                await proc.kill()
-            proc.release()
-            sandbox.processes.pop(pid, None)
+    async def connect(
+        self, request: process_pb.ConnectRequest, ctx: Any
+    ) -> AsyncIterator[process_pb.ConnectResponse]:
+        sandbox = _sandbox_for(self.registry, ctx)
+        record = self._record(sandbox, request.process)
+        queue = record.listen()
+        async for event in _events(sandbox, record, queue, ctx):
+            yield process_pb.ConnectResponse(event=event)
 
     async def list(self, request: process_pb.ListRequest, ctx: Any) -> process_pb.ListResponse:
         sandbox = _sandbox_for(self.registry, ctx)
@@ -455,12 +514,15 @@ class ProcessService(Process):
     def _record(self, sandbox: Sandbox, selector: Any) -> CommandRecord:
         chosen = selector.selector if selector is not None else None
         for record in sandbox.processes.values():
+            if record.exit is not None:
+                continue  # ended: only its last listeners still hear of it
             if chosen is not None and (
                 (chosen.field == "pid" and record.pid == chosen.value)
                 or (chosen.field == "tag" and record.tag == chosen.value)
             ):
                 return record
-        raise ConnectError(Code.NOT_FOUND, "process not found")
+        what = f"{chosen.field} {chosen.value}" if chosen is not None else "no selector"
+        raise ConnectError(Code.NOT_FOUND, f"process with {what} not found")
 
     async def send_signal(
         self, request: process_pb.SendSignalRequest, ctx: Any
@@ -473,22 +535,45 @@ class ProcessService(Process):
             await record.process.kill()
         return process_pb.SendSignalResponse()
 
+    async def update(self, request: process_pb.UpdateRequest, ctx: Any) -> process_pb.UpdateResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        record = self._record(sandbox, request.process)
+        size = request.pty.size if request.pty is not None else None
+        if size is None:
+            return process_pb.UpdateResponse()
+        if record.terminal is None:
+            raise ConnectError(Code.FAILED_PRECONDITION, "the process was not started with a PTY")
+        try:
+            record.resize(size.rows, size.cols)
+        except (ProcessLookupError, OSError) as exc:
+            raise ConnectError(Code.FAILED_PRECONDITION, f"cannot resize the terminal: {exc}") from None
+        return process_pb.UpdateResponse()
+
     async def send_input(
         self, request: process_pb.SendInputRequest, ctx: Any
     ) -> process_pb.SendInputResponse:
         sandbox = _sandbox_for(self.registry, ctx)
-        record = self._record(sandbox, request.process)
-        stdin = record.process.proc.stdin
-        if stdin is None:
-            raise ConnectError(Code.FAILED_PRECONDITION, "the process was started without stdin")
-        data = (
-            request.input.input.value
-            if request.input is not None and request.input.input is not None
-            else b""
-        )
-        stdin.write(data)
-        await stdin.drain()
+        await _write_input(self._record(sandbox, request.process), request.input)
         return process_pb.SendInputResponse()
+
+    async def stream_input(
+        self, request: AsyncIterator[process_pb.StreamInputRequest], ctx: Any
+    ) -> process_pb.StreamInputResponse:
+        """``commands.stream_input``/``pty.stream_input``: a start event naming the process,
+        then its input, chunk by chunk, in order."""
+        sandbox = _sandbox_for(self.registry, ctx)
+        record: CommandRecord | None = None
+        async for message in request:
+            event = message.event
+            if event is None or event.field == "keepalive":
+                continue
+            if event.field == "start":
+                record = self._record(sandbox, event.value.process)
+            elif record is None:
+                raise ConnectError(Code.INVALID_ARGUMENT, "the input stream must start with a start event")
+            else:
+                await _write_input(record, event.value.input)
+        return process_pb.StreamInputResponse()
 
     async def close_stdin(
         self, request: process_pb.CloseStdinRequest, ctx: Any
@@ -500,9 +585,32 @@ class ProcessService(Process):
         return process_pb.CloseStdinResponse()
 
 
+async def _write_input(record: CommandRecord, given: process_pb.ProcessInput | None) -> None:
+    """Stdin or PTY input (``ProcessInput``) to the process."""
+    chosen = given.input if given is not None else None
+    data = chosen.value if chosen is not None else b""
+    if chosen is not None and chosen.field == "pty":
+        if record.terminal is None:
+            raise ConnectError(Code.FAILED_PRECONDITION, "the process was not started with a PTY")
+        try:
+            await record.write_terminal(data)
+        except (ProcessLookupError, OSError) as exc:
+            raise ConnectError(Code.FAILED_PRECONDITION, f"cannot write to the terminal: {exc}") from None
+        return
+    stdin = record.process.proc.stdin
+    if stdin is None:
+        raise ConnectError(Code.FAILED_PRECONDITION, "the process was started without stdin")
+    try:
+        stdin.write(data)
+        await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        raise ConnectError(Code.FAILED_PRECONDITION, "the process closed its stdin") from None
+
+
 async def _cancel_on_disconnect(app: Any, scope: Any, receive: Any, send: Send) -> None:
-    """Run a streaming call and cancel it when its client goes away (the SDK's command
-    ``timeout`` closes the connection): ``Start``'s cleanup then kills the command's tree."""
+    """Run a streaming call and cancel it when its client goes away. The command lives on
+    (as on envd: a client may ``disconnect()`` and ``connect()`` again); its own deadline,
+    the ``Start`` call's ``Connect-Timeout-Ms``, is what kills it."""
     messages: asyncio.Queue[Any] = asyncio.Queue()
     gone = asyncio.Event()
 
@@ -532,6 +640,9 @@ async def _cancel_on_disconnect(app: Any, scope: Any, receive: Any, send: Send) 
         watcher.cancel()
 
 
+_STREAMING_CALLS = ("/Start", "/Connect")
+
+
 class Envd:
     def __init__(self, registry: SandboxRegistry, output_limit: int) -> None:
         self.filesystem = FilesystemASGIApplication(FilesystemService(registry))
@@ -541,7 +652,7 @@ class Envd:
         path = request.path
         if path.startswith(self.filesystem.path + "/"):
             await self.filesystem(scope, receive, send)
-        elif path == self.process.path + "/Start":
+        elif path.removeprefix(self.process.path) in _STREAMING_CALLS:
             await _cancel_on_disconnect(self.process, scope, receive, send)
         elif path.startswith(self.process.path + "/"):
             await self.process(scope, receive, send)

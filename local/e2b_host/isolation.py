@@ -35,6 +35,7 @@ import resource
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -69,6 +70,8 @@ _SLIRP_DNS = "10.0.2.3"
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _NS_GET_PARENT = 0xB702
+_TIOCGPTPEER = 0x5441
+_TIOCSPTLCK = 0x40045431
 _CLONE_NEWUSER = 0x10000000
 _NS_TYPES = {
     "mnt": 0x00020000,
@@ -142,10 +145,15 @@ class Cgroups:
     Every process the sandbox starts joins them before it execs; each started process also
     gets a pids group of its own (``child``) so that its whole tree can be killed."""
 
-    def __init__(self, pids: Path, memory: Path | None, cpu: Path | None = None) -> None:
+    def __init__(
+        self, pids: Path, memory: Path | None, cpu: Path | None = None, cpuacct: Path | None = None
+    ) -> None:
         self.pids = pids
         self.memory = memory
         self.cpu = cpu
+        # Where the sandbox's CPU time is counted (metrics): the cpu group itself when the
+        # two controllers share a hierarchy, else a cpuacct group of its own.
+        self.cpuacct = cpuacct
         self._children = 0
 
     @classmethod
@@ -188,7 +196,7 @@ class Cgroups:
                 with contextlib.suppress(OSError):
                     cpu.rmdir()
                 cpu = None
-        return cls(pids, memory, cpu)
+        return cls(pids, memory, cpu, _cpuacct_group(name, cpu))
 
     def child(self) -> Path:
         self._children += 1
@@ -234,6 +242,56 @@ class Cgroups:
             Cgroups.remove(self.memory)
         if self.cpu is not None:
             Cgroups.remove(self.cpu)
+        if self.cpuacct is not None and self.cpuacct != self.cpu:
+            Cgroups.remove(self.cpuacct)
+
+    def separate_groups(self) -> list[Path]:
+        """The sandbox-wide groups every process joins besides a pids group."""
+        groups = [g for g in (self.memory, self.cpu) if g is not None]
+        if self.cpuacct is not None and self.cpuacct not in groups:
+            groups.append(self.cpuacct)
+        return groups
+
+    def cpu_time_ns(self) -> int | None:
+        """CPU time the sandbox's processes have used so far (cpuacct.usage)."""
+        return _read_int(self.cpuacct / "cpuacct.usage") if self.cpuacct is not None else None
+
+    def memory_stats(self) -> dict[str, int]:
+        """memory.stat of the sandbox's group plus its usage and limit (empty without one)."""
+        if self.memory is None:
+            return {}
+        stats: dict[str, int] = {}
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.memory / "memory.stat").read_text().splitlines():
+                key, value = line.split()
+                stats[key] = int(value)
+        for name in ("usage_in_bytes", "limit_in_bytes"):
+            value = _read_int(self.memory / f"memory.{name}")
+            if value is not None:
+                stats[name] = value
+        return stats
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cpuacct_group(name: str, cpu: Path | None) -> Path | None:
+    parent = _own_cgroup_v1("cpuacct")
+    if parent is None:
+        return None
+    group = parent / name
+    if cpu is not None and os.path.realpath(group) == os.path.realpath(cpu):
+        return cpu  # "cpu,cpuacct" mounted together: the cpu group counts already
+    try:
+        group.mkdir()
+    except OSError as exc:
+        logger.warning("cannot create a cpuacct cgroup (%s); CPU usage is not measured", exc)
+        return None
+    return group
 
 
 def _join_and_drop(
@@ -759,10 +817,7 @@ class SandboxNamespace:
     def _preexec(self, groups: Sequence[Path] = (), *, enter: bool = False) -> Callable[[], None]:
         joined = list(groups)
         if self.cgroups is not None:
-            if self.cgroups.memory is not None:
-                joined.append(self.cgroups.memory)
-            if self.cgroups.cpu is not None:
-                joined.append(self.cgroups.cpu)
+            joined += self.cgroups.separate_groups()
             if not groups:
                 joined.append(self.cgroups.pids)
         data_limit = self.cgroups is None or self.cgroups.memory is None
@@ -795,20 +850,13 @@ class SandboxNamespace:
 
         return run
 
-    def command(self, argv: Sequence[str], cwd: str) -> list[str]:
+    def command(self, argv: Sequence[str], cwd: str, *, terminal: bool = False) -> list[str]:
         """What the entered process execs: ``unshare --fork`` forks the command into the PID
         namespace (entering one applies to children only) and exits as it does (a signal
-        included); setsid gives the command a session of its own."""
-        return [
-            "unshare",
-            "--fork",
-            "--",
-            "env",
-            "-C",
-            cwd,
-            "setsid",
-            *argv,
-        ]
+        included); setsid gives the command a session of its own, and with ``terminal`` makes
+        its stdin (a PTY's slave) the session's controlling terminal."""
+        session = ["setsid", "--ctty"] if terminal else ["setsid"]
+        return ["unshare", "--fork", "--", "env", "-C", cwd, *session, *argv]
 
     async def spawn(
         self,
@@ -818,21 +866,24 @@ class SandboxNamespace:
         env: Mapping[str, str],
         pass_fds: Sequence[int] = (),
         stdin: int | None = subprocess.DEVNULL,
+        terminal: int | None = None,
     ) -> SandboxProcess:
         """Start ``argv`` inside the namespaces, as the sandbox's user, in its own session
-        (and, where cgroups are available, its own pids cgroup), with stdout/stderr pipes."""
+        (and, where cgroups are available, its own pids cgroup), with stdout/stderr pipes;
+        or, given a PTY's slave as ``terminal``, with that as its stdio and controlling tty."""
         if self._enter is None:
             raise RuntimeError("namespace not started")
         group = self.cgroups.child() if self.cgroups is not None else None
         order, root = self._enter
+        output: int | None = subprocess.PIPE if terminal is None else terminal
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.command(argv, cwd),
+                *self.command(argv, cwd, terminal=terminal is not None),
                 cwd="/",
                 env=dict(env),
-                stdin=stdin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdin=stdin if terminal is None else terminal,
+                stdout=output,
+                stderr=output,
                 pass_fds=(*pass_fds, *(fd for fd, _ in order), root),
                 start_new_session=True,
                 limit=1 << 20,
@@ -843,6 +894,24 @@ class SandboxNamespace:
                 Cgroups.remove(group)
             raise
         return SandboxProcess(proc, group)
+
+    def open_terminal(self) -> tuple[int, int]:
+        """A pseudo-terminal of the sandbox's own ``/dev/pts`` (so ``tty`` names it inside):
+        (master, slave). The host opens the master from that devpts instance (bwrap's
+        read-only ``/dev``, which nothing in the sandbox can remount) and the slave through
+        the master (TIOCGPTPEER), without looking up any path the sandbox could change."""
+        if self.enter_pid is None:
+            raise RuntimeError("namespace not started")
+        ptmx = f"/proc/{self.enter_pid}/root/dev/pts/ptmx"
+        master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+            slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+            os.fchown(slave, self.host_uid, self.host_uid)  # `user` owns its terminal inside
+            return master, slave
+        except BaseException:
+            os.close(master)
+            raise
 
     def kill(self) -> None:
         """SIGKILL the init; the kernel then kills every process in the PID namespace."""

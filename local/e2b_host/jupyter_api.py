@@ -158,7 +158,7 @@ class JupyterServer:
                 try:
                     event = await asyncio.wait_for(sink.queue.get(), timeout=0.5)
                 except TimeoutError:
-                    if disconnected.is_set():
+                    if disconnected.is_set() or sandbox.gone():
                         break
                     if loop.time() - last_write >= KEEPALIVE_INTERVAL_S:
                         last_write = loop.time()
@@ -174,19 +174,21 @@ class JupyterServer:
                         sink.error("TimeoutError", f"execution exceeded {self.settings.max_execution_s}s", "")
                         await self._stop_run(context, runner, starting, started)
                     continue
-                if event is None:
-                    break
-                if disconnected.is_set():
+                if event is None or disconnected.is_set() or sandbox.gone():
                     break
                 await send({"type": "http.response.body", "body": _line(event), "more_body": True})
                 last_write = loop.time()
-            if not disconnected.is_set():
+            # A sandbox killed meanwhile drops the connection instead (the response is left
+            # unfinished), as E2B's does: the SDK then probes it, finds it gone and says so.
+            if not disconnected.is_set() and not sandbox.gone():
                 await send({"type": "http.response.body", "body": _line({"type": "end_of_execution"})})
         except (OSError, ClientGone):
             disconnected.set()
         finally:
             watcher.cancel()
-            if not runner.done():
+            if not runner.done() and sandbox.gone():
+                runner.cancel()
+            elif not runner.done():
                 logger.info("client left during execution in sandbox %s; interrupting", sandbox.sandbox_id)
                 await self._stop_run(context, runner, starting, started)
 

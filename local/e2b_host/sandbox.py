@@ -22,12 +22,13 @@ from .isolation import (
     Limits,
     RuntimeBinds,
     SandboxNamespace,
-    SandboxProcess,
     mount_tmpfs,
     unmount,
 )
 from .kernels import KERNEL_CLASSES, Kernel, KernelDied, OutputSink
+from .metrics import SAMPLE_INTERVAL_S, MetricsHistory
 from .paths import DEFAULT_CWD, PathRefused, SandboxFS
+from .processes import CommandRecord
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class Sandbox:
     contexts: dict[str, CodeContext] = field(default_factory=dict)
     default_contexts: dict[str, CodeContext] = field(default_factory=dict)
     processes: dict[int, CommandRecord] = field(default_factory=dict)
+    metrics: MetricsHistory | None = None
     closed: bool = False
 
     def gone(self) -> bool:
@@ -223,17 +225,6 @@ class Sandbox:
         await context.close()
 
 
-@dataclass
-class CommandRecord:
-    pid: int
-    process: SandboxProcess
-    cmd: str
-    args: list[str]
-    envs: dict[str, str]
-    cwd: str
-    tag: str | None
-
-
 class SandboxRegistry:
     def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
@@ -267,9 +258,13 @@ class SandboxRegistry:
         self._reaper = asyncio.create_task(self._reap_loop())
 
     async def _reap_loop(self) -> None:
+        next_sample = 0.0
         while True:
             await asyncio.sleep(0.25)
             now = time.time()
+            if now >= next_sample:
+                next_sample = now + SAMPLE_INTERVAL_S
+                self._sample_metrics()
             for sandbox in [s for s in self.sandboxes.values() if s.end_at <= now or not s.namespace.alive()]:
                 if sandbox.end_at <= now:
                     logger.info("sandbox %s timed out; killing it", sandbox.sandbox_id)
@@ -279,6 +274,14 @@ class SandboxRegistry:
                     await self.kill(sandbox.sandbox_id)
                 except Exception:
                     logger.exception("failed to kill expired sandbox %s", sandbox.sandbox_id)
+
+    def _sample_metrics(self) -> None:
+        for sandbox in self.sandboxes.values():
+            if sandbox.metrics is not None and not sandbox.gone():
+                try:
+                    sandbox.metrics.sample()
+                except OSError:
+                    logger.debug("sampling the metrics of %s failed", sandbox.sandbox_id, exc_info=True)
 
     def get(self, sandbox_id: str) -> Sandbox:
         sandbox = self.sandboxes.get(sandbox_id)
@@ -305,6 +308,7 @@ class SandboxRegistry:
         limits = self.settings.limits
         uid = self._allocate_uid()
         namespace = None
+        disk_fds: list[int] = []
         try:
             fs_root = root / "fs"
             for rel in _TMPFS:
@@ -317,6 +321,9 @@ class SandboxRegistry:
                         500, "cannot mount the sandbox's file systems (the host must run as root)"
                     )
             os.chmod(fs_root / SHM_DIR, 0o1777)  # noqa: S103 - as /dev/shm always is
+            # Opened now, before any sandbox code runs: statvfs for the metrics goes through them.
+            flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+            disk_fds = [os.open(fs_root / rel, flags) for rel in ("data", "tmp")]
             fs = SandboxFS(fs_root, uid=uid)
             fs.create_tree()
             state = root / "state"
@@ -334,6 +341,8 @@ class SandboxRegistry:
             # On the event-loop thread on purpose: bwrap dies with the thread that forked it.
             namespace.start()
         except BaseException:
+            for fd in disk_fds:
+                os.close(fd)
             if namespace is not None:
                 namespace.kill()
             self._remove_tree(root)
@@ -353,7 +362,9 @@ class SandboxRegistry:
             root=root,
             namespace=namespace,
             fs=fs,
+            metrics=MetricsHistory(namespace.cgroups, limits.cpus, limits.memory_bytes, disk_fds),
         )
+        sandbox.metrics.sample()  # E2B has a first sample within seconds; so do we
         self.sandboxes[sandbox_id] = sandbox
         # Warm the default Python kernel like the real template does; errors surface on use.
         context = sandbox.default_context("python")
@@ -393,6 +404,10 @@ class SandboxRegistry:
             await record.process.kill()
         sandbox.processes.clear()
         sandbox.fs.close()
+        if sandbox.metrics is not None:
+            for fd in sandbox.metrics.disk_fds:
+                os.close(fd)
+            sandbox.metrics.disk_fds = []
         await asyncio.to_thread(self._remove_tree, sandbox.root)
         self._uids.discard(sandbox.namespace.host_uid)
         logger.info("killed sandbox %s", sandbox_id)
