@@ -532,7 +532,7 @@ class ProcessService(Process):
         if request.signal == process_pb.Signal.SIGTERM:
             await record.process.signal_tree(signal.SIGTERM)
         else:  # SIGKILL: the command and everything it started, setsid children included
-            await record.process.kill()
+            await record.kill()
         return process_pb.SendSignalResponse()
 
     async def update(self, request: process_pb.UpdateRequest, ctx: Any) -> process_pb.UpdateResponse:

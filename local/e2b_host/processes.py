@@ -80,6 +80,7 @@ class CommandRecord:
     _pump: asyncio.Task[None] | None = None
     _deadline: asyncio.TimerHandle | None = None
     _used: int = 0
+    _killed: bool = False
 
     # --- listeners ---------------------------------------------------------------------
 
@@ -111,8 +112,14 @@ class CommandRecord:
     def _kill_soon(self) -> None:
         if self.exit is None:
             logger.info("command %s reached its deadline; killing it", self.pid)
-            task = asyncio.ensure_future(self.process.kill())
+            task = asyncio.ensure_future(self.kill())
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def kill(self) -> None:
+        """SIGKILL its whole tree. Its end then reads "signal: killed" whichever process of the
+        tree died first (a wrapper that outlives its child by a moment would exit 1)."""
+        self._killed = True
+        await self.process.kill()
 
     async def finished(self) -> None:
         if self._pump is not None:
@@ -128,7 +135,7 @@ class CommandRecord:
                     self._pump_pipe(self.process.proc.stderr, "stderr"),
                 )
             rc = await self.process.proc.wait()
-            self.exit = Exit.from_returncode(rc)
+            self.exit = Exit.from_returncode(-signal.SIGKILL if self._killed and rc else rc)
             await self._publish(self.exit)
         finally:
             if self._deadline is not None:
