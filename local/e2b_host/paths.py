@@ -486,9 +486,24 @@ class SandboxFS:
 
 
 def go_file_mode(mode: int) -> str:
-    """The mode string envd (Go's ``FileMode.String``) reports: ``L`` for a link."""
-    kind = "d" if stat.S_ISDIR(mode) else "L" if stat.S_ISLNK(mode) else "-"
-    return kind + stat.filemode(mode)[1:]
+    """The mode string envd reports (Go's ``FileMode.String``): a letter per type bit set
+    (``d`` dir, ``L`` link, ``D`` device, ``p`` FIFO, ``S`` socket, ``u``/``g`` setuid/setgid,
+    ``c`` char device, ``t`` sticky) or ``-``, then the nine permission bits."""
+    fmt = stat.S_IFMT(mode)
+    letters = [
+        ("d", fmt == stat.S_IFDIR),
+        ("L", fmt == stat.S_IFLNK),
+        ("D", fmt in (stat.S_IFBLK, stat.S_IFCHR)),
+        ("p", fmt == stat.S_IFIFO),
+        ("S", fmt == stat.S_IFSOCK),
+        ("u", bool(mode & stat.S_ISUID)),
+        ("g", bool(mode & stat.S_ISGID)),
+        ("c", fmt == stat.S_IFCHR),
+        ("t", bool(mode & stat.S_ISVTX)),
+    ]
+    kind = "".join(letter for letter, is_set in letters if is_set) or "-"
+    bits = "".join(c if mode & (1 << (8 - i)) else "-" for i, c in enumerate("rwxrwxrwx"))
+    return kind + bits
 
 
 def validate_metadata(metadata: dict[str, str]) -> None:
