@@ -413,6 +413,7 @@ class FilesystemService(Filesystem):
 
     async def _new_watcher(self, sandbox: Sandbox, request: Any, ctx: Any) -> Any:
         self.watches.start()
+        self.watches.sweep()
         try:
             root, dir_fd = await _fs(sandbox.fs.open_dir, _path(request.path, ctx))
             return await _fs(

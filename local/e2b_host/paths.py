@@ -282,8 +282,7 @@ class SandboxFS:
                 while view:
                     view = view[os.write(fd, view) :]
                 os.fchown(fd, self.uid, self.uid)
-                for key, value in (metadata or {}).items():
-                    os.setxattr(fd, METADATA_XATTR_PREFIX + key, value.encode())
+                _write_metadata(fd, metadata or {})
                 if loc.exists and not loc.is_link:
                     os.fchmod(fd, stat.S_IMODE(loc.st.st_mode))  # type: ignore[union-attr]
             except BaseException:
@@ -517,6 +516,17 @@ def validate_metadata(metadata: dict[str, str]) -> None:
         total += len(METADATA_XATTR_PREFIX) + len(key) + len(value)
     if total > MAX_METADATA_BYTES:
         raise PathInvalid(f"total metadata size {total} exceeds {MAX_METADATA_BYTES} bytes")
+
+
+def _write_metadata(fd: int, metadata: dict[str, str]) -> None:
+    """Best effort, as envd: a file system without user xattrs keeps no metadata."""
+    for key, value in metadata.items():
+        try:
+            os.setxattr(fd, METADATA_XATTR_PREFIX + key, value.encode())
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                return
+            raise
 
 
 def read_metadata(dir_fd: int, name: str) -> dict[str, str]:

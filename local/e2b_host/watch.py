@@ -64,6 +64,7 @@ MAX_WATCHERS = 256
 MAX_DIRS_PER_SANDBOX = 2048
 MAX_DIRS = 8192
 MAX_QUEUED_EVENTS = 4096
+MAX_DEPTH = 64  # directories deeper than this under a recursive watch are not watched
 SWEEP_INTERVAL_S = 1.0
 # The files API writes through a temporary name and renames it over the target; a watcher
 # sees that as envd's in-place write would look: create + write of the target.
@@ -153,8 +154,8 @@ class WatchManager:
     def create(
         self, sandbox_id: str, root: str, dir_fd: int, *, recursive: bool, include_entry: bool
     ) -> Watcher:
-        """Watch the directory ``dir_fd`` (ours from now on). Blocking: call it in a thread."""
-        self._sweep()
+        """Watch the directory ``dir_fd`` (ours from now on). Blocking: call it in a thread,
+        after ``sweep()`` on the loop."""
         if self.count_for(sandbox_id) >= MAX_WATCHERS_PER_SANDBOX or len(self.watchers) >= MAX_WATCHERS:
             os.close(dir_fd)
             raise WatchLimit("too many directory watchers")
@@ -196,6 +197,8 @@ class WatchManager:
         return True
 
     def _watch_tree(self, watcher: Watcher, dir_fd: int, rel: str) -> None:
+        if rel.count("/") + 1 >= MAX_DEPTH:
+            return
         for name in os.listdir(dir_fd):
             try:
                 if not stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
@@ -211,7 +214,11 @@ class WatchManager:
                 os.close(child)
 
     def _watch_new_dir(self, watcher: Watcher, rel: str) -> None:
-        """A directory appeared under a recursive watcher: walk to it from the root."""
+        """A directory appeared under a recursive watcher: walk to it from the root. On the
+        event loop, so the bounds are checked before any walk and the depth is capped."""
+        full = self._dirs_for(watcher.sandbox_id) >= MAX_DIRS_PER_SANDBOX or self._dirs() >= MAX_DIRS
+        if full or rel.count("/") >= MAX_DEPTH:
+            return
         fds: list[int] = []
         try:
             fd = watcher.root_fd
@@ -249,7 +256,8 @@ class WatchManager:
         watcher.wakeup.set()
         return True
 
-    def _sweep(self) -> None:
+    def sweep(self) -> None:
+        """Close the watchers of sandboxes that are gone (on the event loop's thread)."""
         for watcher in list(self.watchers.values()):
             if not self.is_alive(watcher.sandbox_id):
                 self.close(watcher.watcher_id)
@@ -258,7 +266,7 @@ class WatchManager:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             try:
-                self._sweep()
+                self.sweep()
             except Exception:
                 logger.exception("sweeping directory watchers failed")
 
