@@ -232,7 +232,7 @@ def test_sync_watch_with_entries_and_its_errors(shared_sandbox: Sandbox):
         files.watch_dir("/etc")
 
 
-def test_async_watch_streams_events(shared_sandbox: Sandbox):
+def test_async_watch_streams_events(e2b_host, shared_sandbox: Sandbox):
     base = _dir("awatch")
     shared_sandbox.files.make_dir(f"{base}/sub")
 
@@ -252,6 +252,12 @@ def test_async_watch_streams_events(shared_sandbox: Sandbox):
         return seen
 
     seen = asyncio.run(scenario())
+    # Stopping closes the stream, and the host then closes the watcher (its directory's fd).
+    name = os.path.basename(base)
+    deadline = time.monotonic() + 10
+    while any(link.endswith(name) for link in _host_fds(e2b_host.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(link.endswith(name) for link in _host_fds(e2b_host.pid))
     assert [e for e in seen if e[0] == "sub/x.txt"] == [
         ("sub/x.txt", CREATE),
         ("sub/x.txt", WRITE),
@@ -267,7 +273,9 @@ def test_watchers_are_bounded_per_sandbox(shared_sandbox: Sandbox):
         with raises_exactly(RateLimitException, match="too many directory watchers"):
             for _ in range(MAX_WATCHERS_PER_SANDBOX + 1):
                 handles.append(shared_sandbox.files.watch_dir(base))
-        assert len(handles) <= MAX_WATCHERS_PER_SANDBOX
+        # Exactly the bound: the watchers of the earlier tests (sync stopped, async streams
+        # closed) are gone from the host.
+        assert len(handles) == MAX_WATCHERS_PER_SANDBOX
     finally:
         for handle in handles:
             handle.stop()
