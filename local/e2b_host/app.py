@@ -1,7 +1,8 @@
 """The ASGI application: one port for the control plane and every sandbox's envd/Jupyter.
 
 Sandbox-plane requests are recognised, as in production, by the ``E2b-Sandbox-Id`` and
-``E2b-Sandbox-Port`` headers; everything else is the control plane.
+``E2b-Sandbox-Port`` headers, and signed ``/files`` URLs by their signature; everything else
+is the control plane.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 
 from .asgi import ClientGone, Receive, Request, Scope, Send, send_error, send_json
 from .control import ControlPlane
-from .envd import Envd
+from .envd import Envd, handle_files, signature_matches
 from .jupyter_api import JupyterServer
 from .sandbox import HostError, HostSettings, SandboxRegistry
 
@@ -38,6 +39,9 @@ class HostApp:
         request = Request(scope, receive)
         try:
             sandbox_id = request.headers.get("e2b-sandbox-id")
+            if sandbox_id is None and request.path == "/files" and request.query_one("signature"):
+                await self._signed_files(request, send)
+                return
             if sandbox_id is None:
                 await self.control.handle(request, send)
                 return
@@ -74,6 +78,16 @@ class HostApp:
             with contextlib.suppress(Exception):  # the response may already have started
                 await send_error(send, 500, "internal error in the local E2B host")
 
+    async def _signed_files(self, request: Request, send: Send) -> None:
+        """A signed download/upload URL (``download_url``/``upload_url``) names no sandbox when
+        ``E2B_SANDBOX_URL`` points at this host: the sandbox is the one whose access token
+        made the signature. Expiry and the rest are envd's checks (``handle_files``)."""
+        for sandbox in list(self.registry.sandboxes.values()):
+            if not sandbox.gone() and signature_matches(sandbox, request):
+                await handle_files(sandbox, request, send)
+                return
+        await send_error(send, 401, "invalid signature")
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
@@ -81,6 +95,7 @@ class HostApp:
                 self.registry.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.envd.shutdown()
                 await self.registry.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -29,6 +29,16 @@ def _timeout(value: Any, default: int | None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise HostError(400, "'timeout' must be a number of seconds")
     return int(value)
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (a float timestamp rounds): naive means UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def metadata_filter(request: Request) -> dict[str, str]:
@@ -159,7 +169,7 @@ class ControlPlane:
         template = request.query_one("template")
         started_after = request.query_one("startedAfter")
         try:
-            after = datetime.fromisoformat(started_after).timestamp() if started_after else None
+            after = _micros(datetime.fromisoformat(started_after)) if started_after else None
             limit = int(request.query_one("limit") or 100)
             offset = int(request.query_one("nextToken") or 0)
         except ValueError:
@@ -175,7 +185,8 @@ class ControlPlane:
             if not s.gone()
             and (not states or "running" in states)
             and (template is None or s.template_id == template)
-            and (after is None or s.started_at >= after)
+            # "at or after" (the SDK's words), in whole microseconds as startedAt is reported
+            and (after is None or _micros(datetime.fromtimestamp(s.started_at, tz=UTC)) >= after)
             and all(s.metadata.get(k) == v for k, v in wanted.items())
         ]
         reverse = (request.query_one("order") or "desc").lower() != "asc"

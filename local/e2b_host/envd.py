@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import gzip
+import hashlib
+import hmac
 import logging
 import os
 import posixpath
 import re
 import signal
 import stat
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,9 +31,10 @@ from protobuf import Oneof
 from protobuf.wkt import Timestamp
 
 from .asgi import BodyTooLarge, ClientGone, Request, Send, send_bytes, send_empty, send_error, send_json
-from .paths import Entry, PathInvalid, PathRefused
+from .paths import Entry, PathInvalid, PathRefused, validate_metadata
 from .processes import CommandRecord, Event, Exit, open_terminal
 from .sandbox import HostError, Sandbox, SandboxRegistry
+from .watch import CHMOD, CREATE, REMOVE, RENAME, WRITE, WatchLimit, WatchManager
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +82,13 @@ def entry_info(sandbox: Sandbox, entry: Entry) -> filesystem_pb.EntryInfo:
         type=ftype,
         path=entry.path,
         size=entry.size,
-        mode=stat.S_IMODE(entry.mode),
-        permissions=stat.filemode(entry.mode),
+        mode=entry.mode & 0o777,  # envd reports Go's FileMode.Perm()
+        permissions=entry.permissions or stat.filemode(entry.mode),
         owner=_owner(sandbox, entry.uid),
         group=_owner(sandbox, entry.gid),
         modified_time=Timestamp.from_datetime(datetime.fromtimestamp(entry.mtime, tz=UTC)),
         is_symlink=entry.is_symlink,
+        metadata=dict(entry.metadata),
     )
     if entry.symlink_target is not None:
         info.symlink_target = entry.symlink_target
@@ -179,9 +185,79 @@ def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str | Non
     return parts
 
 
-async def _write_file(sandbox: Sandbox, path: str, data: bytes, user: str) -> dict[str, str]:
-    vpath = await _fs(sandbox.fs.write_file, posixpath.join(home_of(user), path), data)
-    return {"name": posixpath.basename(vpath), "type": "file", "path": vpath}
+async def _write_file(
+    sandbox: Sandbox, path: str, data: bytes, user: str, metadata: dict[str, str]
+) -> dict[str, Any]:
+    vpath = await _fs(sandbox.fs.write_file, posixpath.join(home_of(user), path), data, metadata)
+    written: dict[str, Any] = {"name": posixpath.basename(vpath), "type": "file", "path": vpath}
+    if metadata:
+        written["metadata"] = metadata
+    return written
+
+
+def metadata_from(headers: dict[str, str]) -> dict[str, str]:
+    """``X-Metadata-<key>: value`` headers -> {key: value}; keys arrive lowercased, as envd
+    stores them."""
+    metadata = {
+        k.removeprefix(_METADATA_HEADER): v for k, v in headers.items() if k.startswith(_METADATA_HEADER)
+    }
+    validate_metadata(metadata)
+    return metadata
+
+
+_METADATA_HEADER = "x-metadata-"
+
+
+# --- access: X-Access-Token and signed URLs ------------------------------------------------
+
+
+def file_signature(path: str, operation: str, user: str, token: str, expiration: str | None) -> str:
+    """envd's v1 signature of a /files URL: sha256 over path:operation:user:token[:expiry]."""
+    parts = [path, operation, user, token] + ([expiration] if expiration is not None else [])
+    digest = hashlib.sha256(":".join(parts).encode()).digest()
+    return "v1_" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def signature_matches(sandbox: Sandbox, request: Request) -> bool:
+    """Whether the request's ``signature`` was made with this sandbox's access token."""
+    signature = request.query_one("signature")
+    if not signature:
+        return False
+    operation = "read" if request.method == "GET" else "write"
+    expected = file_signature(
+        request.query_one("path") or "",
+        operation,
+        request.query_one("username") or "",
+        sandbox.envd_access_token,
+        request.query_one("signature_expiration"),
+    )
+    return hmac.compare_digest(expected, signature)
+
+
+def check_files_access(sandbox: Sandbox, request: Request) -> None:
+    """envd's rule for /files: the access token in ``X-Access-Token``, or else a valid,
+    unexpired signature (401 otherwise)."""
+    token = request.headers.get("x-access-token")
+    if token:
+        if not hmac.compare_digest(token, sandbox.envd_access_token):
+            raise HostError(401, "access token present in header but does not match")
+        return
+    if not request.query_one("signature"):
+        raise HostError(401, "missing signature query parameter")
+    if not signature_matches(sandbox, request):
+        raise HostError(401, "invalid signature")
+    expiration = request.query_one("signature_expiration")
+    if expiration is not None:
+        try:
+            expired = int(expiration) < time.time()
+        except ValueError:
+            raise HostError(401, "invalid signature expiration") from None
+        if expired:
+            raise HostError(401, "signature is already expired")
+
+
+def has_access_token(sandbox: Sandbox, headers: dict[str, str]) -> bool:
+    return hmac.compare_digest(headers.get("x-access-token", ""), sandbox.envd_access_token)
 
 
 async def _send_file(sandbox: Sandbox, path: str, user: str, send: Send) -> None:
@@ -214,6 +290,7 @@ async def handle_files(sandbox: Sandbox, request: Request, send: Send) -> None:
     user = username_from(request.headers, request.query_one("username"))
     path = request.query_one("path")
     try:
+        check_files_access(sandbox, request)
         if request.method == "GET":
             if not path:
                 raise HostError(400, "'path' query parameter is required")
@@ -221,9 +298,10 @@ async def handle_files(sandbox: Sandbox, request: Request, send: Send) -> None:
             return
         if request.method != "POST":
             raise HostError(405, f"method {request.method} not allowed")
+        metadata = metadata_from(request.headers)
         body = await request.body()
         ctype = request.headers.get("content-type", "")
-        written: list[dict[str, str]] = []
+        written: list[dict[str, Any]] = []
         if ctype.lower().startswith("multipart/form-data"):
             parts = [p for p in parse_multipart(body, ctype) if p[0] == "file"]
             if not parts:
@@ -232,7 +310,7 @@ async def handle_files(sandbox: Sandbox, request: Request, send: Send) -> None:
                 target = path or filename
                 if not target:
                     raise HostError(400, "no 'path' parameter and no filename in the multipart part")
-                written.append(await _write_file(sandbox, target, data, user))
+                written.append(await _write_file(sandbox, target, data, user, metadata))
                 if path:
                     break
         else:
@@ -243,7 +321,7 @@ async def handle_files(sandbox: Sandbox, request: Request, send: Send) -> None:
                     body = gzip.decompress(body)
                 except (OSError, EOFError) as exc:
                     raise HostError(400, f"invalid gzip body: {exc}") from None
-            written.append(await _write_file(sandbox, path, body, user))
+            written.append(await _write_file(sandbox, path, body, user, metadata))
         await send_json(send, 200, written)
     except BodyTooLarge:
         await send_error(send, 413, "upload too large")
@@ -268,9 +346,35 @@ def _path(path: str, ctx: Any) -> str:
     return posixpath.join(home_of(username_from(ctx.request_headers)), path)
 
 
+_EVENT_TYPES = {
+    CREATE: filesystem_pb.EventType.CREATE,
+    WRITE: filesystem_pb.EventType.WRITE,
+    REMOVE: filesystem_pb.EventType.REMOVE,
+    RENAME: filesystem_pb.EventType.RENAME,
+    CHMOD: filesystem_pb.EventType.CHMOD,
+}
+_WATCH_KEEPALIVE_S = 20.0
+
+
+def _watch_event(
+    sandbox: Sandbox, root: str, name: str, kind: str, with_entry: bool
+) -> filesystem_pb.FilesystemEvent:
+    """Blocking (stats the entry when asked): call it in a thread."""
+    event = filesystem_pb.FilesystemEvent(name=name, type=_EVENT_TYPES[kind])
+    if with_entry:
+        with contextlib.suppress(*_FS_ERRORS):  # removed or renamed away: no entry, as envd
+            event.entry = entry_info(sandbox, sandbox.fs.stat(posixpath.normpath(posixpath.join(root, name))))
+    return event
+
+
 class FilesystemService(Filesystem):
     def __init__(self, registry: SandboxRegistry) -> None:
         self.registry = registry
+        self.watches = WatchManager(self._sandbox_alive)
+
+    def _sandbox_alive(self, sandbox_id: str) -> bool:
+        sandbox = self.registry.sandboxes.get(sandbox_id)
+        return sandbox is not None and not sandbox.gone()
 
     async def stat(self, request: filesystem_pb.StatRequest, ctx: Any) -> filesystem_pb.StatResponse:
         sandbox = _sandbox_for(self.registry, ctx)
@@ -305,6 +409,92 @@ class FilesystemService(Filesystem):
         except _FS_ERRORS as exc:
             raise _connect_error(exc) from None
         return filesystem_pb.MakeDirResponse(entry=entry_info(sandbox, entry))
+
+    # --- watchers: unary for the sync SDK, a server stream (WatchDir) for the async one ---
+
+    async def _new_watcher(self, sandbox: Sandbox, request: Any, ctx: Any) -> Any:
+        self.watches.start()
+        self.watches.sweep()
+        try:
+            root, dir_fd = await _fs(sandbox.fs.open_dir, _path(request.path, ctx))
+            return await _fs(
+                self.watches.create,
+                sandbox.sandbox_id,
+                root,
+                dir_fd,
+                recursive=bool(request.recursive),
+                include_entry=bool(request.include_entry),
+            )
+        except NotADirectoryError:
+            raise ConnectError(Code.INVALID_ARGUMENT, "the path is not a directory") from None
+        except WatchLimit as exc:
+            raise ConnectError(Code.RESOURCE_EXHAUSTED, str(exc)) from None
+        except _FS_ERRORS as exc:
+            raise _connect_error(exc) from None
+
+    def _watcher_of(self, sandbox: Sandbox, watcher_id: str) -> Any:
+        watcher = self.watches.watchers.get(watcher_id)
+        if watcher is None or watcher.sandbox_id != sandbox.sandbox_id:
+            raise ConnectError(Code.NOT_FOUND, f"watcher with id {watcher_id} not found")
+        return watcher
+
+    async def create_watcher(
+        self, request: filesystem_pb.CreateWatcherRequest, ctx: Any
+    ) -> filesystem_pb.CreateWatcherResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        watcher = await self._new_watcher(sandbox, request, ctx)
+        return filesystem_pb.CreateWatcherResponse(watcher_id=watcher.watcher_id)
+
+    async def get_watcher_events(
+        self, request: filesystem_pb.GetWatcherEventsRequest, ctx: Any
+    ) -> filesystem_pb.GetWatcherEventsResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        watcher = self._watcher_of(sandbox, request.watcher_id)
+        taken = watcher.take()
+
+        def build() -> list[filesystem_pb.FilesystemEvent]:
+            return [_watch_event(sandbox, watcher.root, n, k, watcher.include_entry) for n, k in taken]
+
+        events = await _fs(build) if watcher.include_entry else build()
+        return filesystem_pb.GetWatcherEventsResponse(events=events)
+
+    async def remove_watcher(
+        self, request: filesystem_pb.RemoveWatcherRequest, ctx: Any
+    ) -> filesystem_pb.RemoveWatcherResponse:
+        sandbox = _sandbox_for(self.registry, ctx)
+        self._watcher_of(sandbox, request.watcher_id)
+        self.watches.close(request.watcher_id)
+        return filesystem_pb.RemoveWatcherResponse()
+
+    async def watch_dir(
+        self, request: filesystem_pb.WatchDirRequest, ctx: Any
+    ) -> AsyncIterator[filesystem_pb.WatchDirResponse]:
+        sandbox = _sandbox_for(self.registry, ctx)
+        watcher = await self._new_watcher(sandbox, request, ctx)
+        try:
+            yield filesystem_pb.WatchDirResponse(
+                event=Oneof("start", filesystem_pb.WatchDirResponse.StartEvent())
+            )
+            while not watcher.closed:
+                try:
+                    await asyncio.wait_for(watcher.wakeup.wait(), timeout=_WATCH_KEEPALIVE_S)
+                except TimeoutError:
+                    keepalive: Any = Oneof("keepalive", filesystem_pb.WatchDirResponse.KeepAlive())
+                    yield filesystem_pb.WatchDirResponse(event=keepalive)
+                    continue
+                taken = watcher.take()
+                for name, kind in taken:
+                    if watcher.include_entry:
+                        event = await _fs(_watch_event, sandbox, watcher.root, name, kind, True)
+                    else:
+                        event = _watch_event(sandbox, watcher.root, name, kind, False)
+                    yield filesystem_pb.WatchDirResponse(event=Oneof("filesystem", event))
+                if not taken and not watcher.wds:
+                    break  # the watched directory is gone
+            if sandbox.gone():
+                raise ConnectError(Code.UNAVAILABLE, f"sandbox {sandbox.sandbox_id} was not found")
+        finally:
+            self.watches.close(watcher.watcher_id)
 
     async def remove(self, request: filesystem_pb.RemoveRequest, ctx: Any) -> filesystem_pb.RemoveResponse:
         sandbox = _sandbox_for(self.registry, ctx)
@@ -645,12 +835,27 @@ _STREAMING_CALLS = ("/Start", "/Connect")
 
 class Envd:
     def __init__(self, registry: SandboxRegistry, output_limit: int) -> None:
-        self.filesystem = FilesystemASGIApplication(FilesystemService(registry))
+        self.filesystem_service = FilesystemService(registry)
+        self.filesystem = FilesystemASGIApplication(self.filesystem_service)
         self.process = ProcessASGIApplication(ProcessService(registry, output_limit))
+
+    def shutdown(self) -> None:
+        self.filesystem_service.watches.shutdown()
 
     async def handle(self, sandbox: Sandbox, request: Request, scope: Any, receive: Any, send: Send) -> None:
         path = request.path
-        if path.startswith(self.filesystem.path + "/"):
+        # As envd: every route but /health and /files (which also take a signature) needs
+        # the sandbox's access token.
+        if path not in ("/health", "/files") and not has_access_token(sandbox, request.headers):
+            await send_error(
+                send,
+                401,
+                "unauthorized access, please provide a valid access token or method signing if supported",
+            )
+            return
+        if path == self.filesystem.path + "/WatchDir":
+            await _cancel_on_disconnect(self.filesystem, scope, receive, send)
+        elif path.startswith(self.filesystem.path + "/"):
             await self.filesystem(scope, receive, send)
         elif path.removeprefix(self.process.path) in _STREAMING_CALLS:
             await _cancel_on_disconnect(self.process, scope, receive, send)

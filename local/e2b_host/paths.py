@@ -21,11 +21,12 @@ import contextlib
 import errno
 import os
 import posixpath
+import re
 import secrets
 import shutil
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .isolation import SANDBOX_MOUNTS
@@ -37,6 +38,11 @@ _MAX_PATH = 4096
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# User metadata lives in xattrs under this prefix, as envd keeps it (``files.write(metadata=)``).
+METADATA_XATTR_PREFIX = "user.e2b."
+MAX_METADATA_BYTES = 4096  # names (with the prefix) and values together, envd's budget
+_METADATA_KEY = re.compile(r"\A[A-Za-z0-9!#$%&'*+\-.^_`|~]+\Z")
+_METADATA_VALUE = re.compile(r"\A[\x20-\x7e]*\Z")
 
 
 class PathRefused(Exception):
@@ -62,6 +68,8 @@ class Entry:
     mtime: float
     is_symlink: bool
     symlink_target: str | None
+    permissions: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class Location:
@@ -254,8 +262,9 @@ class SandboxFS:
                 raise PathInvalid(f"path '{loc.vpath}' is not a regular file")
             return loc.vpath, fd, st.st_size
 
-    def write_file(self, path: str, data: bytes) -> str:
-        """Replace (atomically) or create a regular file; parents are created as needed."""
+    def write_file(self, path: str, data: bytes, metadata: dict[str, str] | None = None) -> str:
+        """Replace (atomically) or create a regular file; parents are created as needed.
+        ``metadata`` becomes the new file's ``user.e2b.*`` xattrs (the old file's go with it)."""
         with self.lookup(path, create_parents=True) as loc:
             if loc.is_dir:
                 raise IsADirectoryError(loc.vpath)
@@ -273,6 +282,7 @@ class SandboxFS:
                 while view:
                     view = view[os.write(fd, view) :]
                 os.fchown(fd, self.uid, self.uid)
+                _write_metadata(fd, metadata or {})
                 if loc.exists and not loc.is_link:
                     os.fchmod(fd, stat.S_IMODE(loc.st.st_mode))  # type: ignore[union-attr]
             except BaseException:
@@ -309,6 +319,22 @@ class SandboxFS:
             os.chown(loc.name, self.uid, self.uid, dir_fd=loc.dir_fd, follow_symlinks=False)
             return loc.vpath, True
 
+    def open_dir(self, path: str) -> tuple[str, int]:
+        """(sandbox path, O_NOFOLLOW descriptor) of an existing directory; the caller closes it."""
+        with self.lookup(path) as loc:
+            if not loc.exists:
+                raise FileNotFoundError(loc.vpath)
+            if not loc.is_dir:
+                raise NotADirectoryError(loc.vpath)
+            if loc.is_mount_point:
+                return loc.vpath, os.dup(loc.dir_fd)
+            try:
+                return loc.vpath, os.open(loc.name, _DIR_FLAGS, dir_fd=loc.dir_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    raise PathInvalid(f"path '{loc.vpath}' changed while it was resolved") from None
+                raise
+
     def is_dir(self, path: str) -> tuple[str, bool]:
         with self.lookup(path) as loc:
             return loc.vpath, loc.is_dir
@@ -317,10 +343,13 @@ class SandboxFS:
         with self.lookup(path, follow_last=follow_last) as loc:
             if not loc.exists:
                 raise FileNotFoundError(loc.vpath)
-            return self._entry(loc.vpath, loc.st)  # type: ignore[arg-type]
+            return self._entry(loc.vpath, loc.st, loc.dir_fd, loc.name)  # type: ignore[arg-type]
 
-    def _entry(self, vpath: str, st: os.stat_result) -> Entry:
+    def _entry(self, vpath: str, st: os.stat_result, dir_fd: int, name: str) -> Entry:
+        """envd's EntryInfo: a link reports its target's type and permission bits and its
+        resolved ``symlink_target``, and its own size, owner, time and mode string."""
         target_st, target = st, None
+        metadata = read_metadata(dir_fd, name) if not stat.S_ISLNK(st.st_mode) else {}
         kind = "dir" if stat.S_ISDIR(st.st_mode) else "file"
         if stat.S_ISLNK(st.st_mode):
             kind = "symlink"
@@ -330,20 +359,33 @@ class SandboxFS:
                     if loc.st is not None:
                         target_st = loc.st
                         kind = "dir" if loc.is_dir else "file"
+                        metadata = read_metadata(loc.dir_fd, loc.name)
             except (PathRefused, PathInvalid, OSError):
-                target = None
+                # Never followed out of the mounts: name the target, say nothing of it.
+                target = self._link_text(vpath, dir_fd, name)
         return Entry(
             name=posixpath.basename(vpath) or "/",
             path=vpath,
             kind=kind,
-            size=target_st.st_size,
+            size=st.st_size,
             mode=target_st.st_mode,
             uid=st.st_uid,
             gid=st.st_gid,
             mtime=st.st_mtime,
             is_symlink=stat.S_ISLNK(st.st_mode),
             symlink_target=target,
+            permissions=go_file_mode(st.st_mode),
+            metadata=metadata,
         )
+
+    @staticmethod
+    def _link_text(vpath: str, dir_fd: int, name: str) -> str | None:
+        """A link's target as an absolute sandbox path, read but not followed."""
+        try:
+            text = os.readlink(name, dir_fd=dir_fd)
+        except OSError:
+            return None
+        return posixpath.normpath(posixpath.join(posixpath.dirname(vpath), text))
 
     def list_dir(self, path: str, depth: int = 1, limit: int = 100_000) -> tuple[str, list[Entry]]:
         with self.lookup(path) as loc:
@@ -368,7 +410,7 @@ class SandboxFS:
             except FileNotFoundError:
                 continue
             child = posixpath.join(vdir, name)
-            out.append(self._entry(child, st))
+            out.append(self._entry(child, st, fd, name))
             if level < depth and stat.S_ISDIR(st.st_mode):
                 try:
                     sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
@@ -380,11 +422,17 @@ class SandboxFS:
                     os.close(sub)
 
     def remove(self, path: str) -> str:
-        with self.lookup(path, follow_last=False) as loc:
+        """``rm -rf`` as envd does it: a path that is not there (or whose parent is not) is
+        already removed."""
+        try:
+            loc = self.lookup(path, follow_last=False)
+        except FileNotFoundError:
+            return self.normalize(path)
+        with loc:
             if loc.is_mount_point:
                 raise PathInvalid(f"cannot remove '{loc.vpath}'")
             if not loc.exists:
-                raise FileNotFoundError(loc.vpath)
+                return loc.vpath
             if loc.is_dir:
                 shutil.rmtree(loc.name, dir_fd=loc.dir_fd)
             else:
@@ -434,6 +482,77 @@ class SandboxFS:
         finally:
             os.close(fd)
         os.rename(tmp, loc.name, src_dir_fd=loc.dir_fd, dst_dir_fd=loc.dir_fd)
+
+
+def go_file_mode(mode: int) -> str:
+    """The mode string envd reports (Go's ``FileMode.String``): a letter per type bit set
+    (``d`` dir, ``L`` link, ``D`` device, ``p`` FIFO, ``S`` socket, ``u``/``g`` setuid/setgid,
+    ``c`` char device, ``t`` sticky) or ``-``, then the nine permission bits."""
+    fmt = stat.S_IFMT(mode)
+    letters = [
+        ("d", fmt == stat.S_IFDIR),
+        ("L", fmt == stat.S_IFLNK),
+        ("D", fmt in (stat.S_IFBLK, stat.S_IFCHR)),
+        ("p", fmt == stat.S_IFIFO),
+        ("S", fmt == stat.S_IFSOCK),
+        ("u", bool(mode & stat.S_ISUID)),
+        ("g", bool(mode & stat.S_ISGID)),
+        ("c", fmt == stat.S_IFCHR),
+        ("t", bool(mode & stat.S_ISVTX)),
+    ]
+    kind = "".join(letter for letter, is_set in letters if is_set) or "-"
+    bits = "".join(c if mode & (1 << (8 - i)) else "-" for i, c in enumerate("rwxrwxrwx"))
+    return kind + bits
+
+
+def validate_metadata(metadata: dict[str, str]) -> None:
+    """envd's rules: printable-ASCII keys and values, 4 KiB in all (names with the prefix)."""
+    total = 0
+    for key, value in metadata.items():
+        if not _METADATA_KEY.match(key) or len(METADATA_XATTR_PREFIX + key) > 255:
+            raise PathInvalid(f"invalid metadata key {key!r}")
+        if not _METADATA_VALUE.match(value):
+            raise PathInvalid(f"metadata value for key {key!r} is not printable ASCII")
+        total += len(METADATA_XATTR_PREFIX) + len(key) + len(value)
+    if total > MAX_METADATA_BYTES:
+        raise PathInvalid(f"total metadata size {total} exceeds {MAX_METADATA_BYTES} bytes")
+
+
+def _write_metadata(fd: int, metadata: dict[str, str]) -> None:
+    """Best effort, as envd: a file system without user xattrs keeps no metadata."""
+    for key, value in metadata.items():
+        try:
+            os.setxattr(fd, METADATA_XATTR_PREFIX + key, value.encode())
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                return
+            raise
+
+
+def read_metadata(dir_fd: int, name: str) -> dict[str, str]:
+    """The ``user.e2b.*`` xattrs of ``name`` in ``dir_fd``, without following a link there:
+    ``/proc/self/fd/N`` is the directory we already hold, and only ``name`` is looked up in
+    it. Values that are not UTF-8 (set by hand in the sandbox) are skipped, like envd does."""
+    where = f"/proc/self/fd/{dir_fd}" if name == "." else f"/proc/self/fd/{dir_fd}/{name}"
+    try:
+        names = os.listxattr(where, follow_symlinks=False)
+    except OSError:
+        return {}
+    metadata: dict[str, str] = {}
+    budget = MAX_METADATA_BYTES * 4  # a sandbox may set more by hand; we read a bounded amount
+    for xname in names:
+        if not xname.startswith(METADATA_XATTR_PREFIX):
+            continue
+        try:
+            raw = os.getxattr(where, xname, follow_symlinks=False)
+            value = raw.decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        budget -= len(xname) + len(raw)
+        if budget < 0:
+            break
+        metadata[xname.removeprefix(METADATA_XATTR_PREFIX)] = value
+    return metadata
 
 
 class _Raced(Exception):
