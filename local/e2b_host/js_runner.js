@@ -312,22 +312,69 @@ class CellRewriter {
   }
 }
 
-// `import()` from the runner itself: a bare name is resolved from the working directory, as the
-// cell's require() does, and a relative path against it.
+// `import()` from the runner itself, for a cell: a bare name is looked up from the working
+// directory (as the cell's require() is), a relative path resolved against it.
 function resolveForImport(specifier) {
   if (specifier.startsWith('node:') || builtinModules.includes(specifier)) return specifier;
   if (/^[a-z][a-z0-9+.-]*:/i.test(specifier)) return specifier; // file:, data: URLs
   const base = process.cwd() + '/';
   if (/^\.{0,2}\//.test(specifier)) return pathToFileURL(path.resolve(base, specifier)).href;
+  const lookup = createRequire(base);
   try {
-    return pathToFileURL(createRequire(base).resolve(specifier)).href;
+    return pathToFileURL(lookup.resolve(specifier)).href;
   } catch (err) {
-    return specifier; // an ESM-only package: let import() say what it finds
+    const entry = esmOnlyEntry(lookup, specifier);
+    if (entry) return pathToFileURL(entry).href;
+    throw err;
   }
 }
 
+// The file a package exports to import() when its "exports" offer require() nothing (an
+// ES-module-only package, which require.resolve refuses).
+function esmOnlyEntry(lookup, specifier) {
+  const match = /^((?:@[^/]+\/)?[^/]+)(\/.*)?$/.exec(specifier);
+  if (!match) return null;
+  const [, name, rest] = match;
+  const subpath = rest ? `.${rest}` : '.';
+  for (const dir of lookup.resolve.paths(name) || []) {
+    const root = path.join(dir, name);
+    let manifest;
+    try {
+      manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+    } catch (err) {
+      continue; // not in this node_modules
+    }
+    let target = manifest.exports;
+    const bySubpath = target && typeof target === 'object' && Object.keys(target).some((k) => k.startsWith('.'));
+    if (bySubpath) target = target[subpath];
+    else if (subpath !== '.') target = undefined;
+    const file = exportedFile(target);
+    return file ? path.join(root, file) : null;
+  }
+  return null;
+}
+
+// The first target whose condition import() meets, in the package's order (as Node picks).
+function exportedFile(target) {
+  if (typeof target === 'string') return target;
+  const choices = Array.isArray(target)
+    ? target
+    : Object.entries(target || {})
+        .filter(([condition]) => ['import', 'node', 'default'].includes(condition))
+        .map(([, value]) => value);
+  for (const choice of choices) {
+    const file = exportedFile(choice);
+    if (file) return file;
+  }
+  return null;
+}
+
 function importForCell(specifier) {
-  return import(resolveForImport(String(specifier)));
+  try {
+    return import(resolveForImport(String(specifier)));
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 function compile(code, seq) {
@@ -395,6 +442,7 @@ process.on('unhandledRejection', (err) => {
   process.stderr.write(`Unhandled rejection: ${describe(err).traceback}\n`);
 });
 
+if (language === 'typescript') typescript(); // its load time belongs to start-up, not the first cell
 let queue = Promise.resolve();
 const rl = readline.createInterface({ input: process.stdin, terminal: false });
 rl.on('line', (line) => {
@@ -402,5 +450,5 @@ rl.on('line', (line) => {
   const req = JSON.parse(line);
   queue = queue.then(() => run(req));
 });
-rl.on('close', () => process.exit(0));
+rl.on('close', () => queue.then(() => process.exit(0))); // the cells already sent run first
 ctrl({ type: 'ready' });

@@ -6,6 +6,7 @@ Each through the unmodified SDK, sync ``Sandbox`` and async ``AsyncSandbox``."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from e2b import SandboxException
@@ -61,6 +62,19 @@ def test_javascript_static_imports_persist_to_later_cells(sbx: Sandbox):
     assert sbx.run_code(ESM_USE, language="javascript").text == ESM_EXPECTED
     # Importing again (re-running the cell) is not a redeclaration.
     assert sbx.run_code(ESM_IMPORTS + "path.sep", language="javascript").text == "/"
+
+
+def test_javascript_imports_packages_from_the_working_directory(sbx: Sandbox):
+    # An ES-module-only package (require() cannot load it) in the context's node_modules.
+    package = f"{HOME}/node_modules/greeter"
+    exports = {".": {"import": "./index.js"}, "./loud": {"import": "./loud.js"}}
+    sbx.files.write(f"{package}/package.json", json.dumps({"type": "module", "exports": exports}))
+    sbx.files.write(f"{package}/index.js", "export default 'hi'; export const twice = (s) => s + s;")
+    sbx.files.write(f"{package}/loud.js", "export const loud = (s) => s.toUpperCase();")
+    cell = "import hi, { twice } from 'greeter'\nimport { loud } from 'greeter/loud'\nloud(twice(hi))"
+    assert sbx.run_code(cell, language="javascript").text == "HIHI"
+    missing = sbx.run_code("import nothing from 'no-such-package'", language="javascript").error
+    assert missing is not None and "no-such-package" in missing.value
 
 
 def test_javascript_dynamic_import(sbx: Sandbox):
