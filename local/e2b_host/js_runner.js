@@ -255,6 +255,9 @@ class CellRewriter {
   withoutExport(statement) {
     const length = this.modifiersLength(statement);
     if (!length) return null;
+    const ts = this.ts;
+    const anonymous = (ts.isFunctionDeclaration(statement) || ts.isClassDeclaration(statement)) && !statement.name;
+    if (anonymous) return this.replace(statement, `(${this.source(statement).slice(length)});`); // a value
     const start = statement.getStart(this.file);
     return { start, end: start + length, text: '' };
   }

@@ -62,6 +62,8 @@ def test_javascript_static_imports_persist_to_later_cells(sbx: Sandbox):
     assert sbx.run_code(ESM_USE, language="javascript").text == ESM_EXPECTED
     # Importing again (re-running the cell) is not a redeclaration.
     assert sbx.run_code(ESM_IMPORTS + "path.sep", language="javascript").text == "/"
+    # A cell has no exports: `export` is dropped and the declaration kept.
+    assert sbx.run_code("export const shared = path.sep + 'x'\nshared", language="javascript").text == "/x"
 
 
 def test_javascript_imports_packages_from_the_working_directory(sbx: Sandbox):
