@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages the local E2B-compatible host needs: bubblewrap (per-sandbox namespaces)
-# nodejs (the JavaScript kernel) and slirp4netns (sandboxes with internet access but not the
+# nodejs (the JavaScript kernel), node-typescript (TypeScript's compiler, for TypeScript cells and
+# ES-module imports in JavaScript ones) and slirp4netns (sandboxes with internet access but not the
 # host's loopback), plus util-linux's unshare/setsid; and curl, which the README's examples use
 # (tests/e2e/test_readme_curl.py runs them). Installs them as root;
 # otherwise says what is missing. The host runs each sandbox's bwrap as an unprivileged uid, so
@@ -22,6 +23,7 @@ fi
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+[ -f /usr/share/nodejs/typescript/package.json ] || missing+=(node-typescript)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 { command -v unshare && command -v setsid; } >/dev/null 2>&1 || missing+=(util-linux)
 command -v curl >/dev/null 2>&1 || missing+=(curl)

@@ -6,7 +6,7 @@ set -euo pipefail
 
 TAG=${1:-sandbox-gateway/base:bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES="python3 python3-ipykernel nodejs tini ca-certificates"
+PACKAGES="python3 python3-ipykernel nodejs node-typescript tini ca-certificates"
 
 if docker image inspect "$TAG" >/dev/null 2>&1; then
   echo "base image $TAG exists: not rebuilding"

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from .asgi import ClientGone, Receive, Request, Send, send_bytes, send_empty, send_json
-from .kernels import LANGUAGE_ALIASES, KernelDied, OutputSink
+from .kernels import KernelDied, OutputSink, normalize_language, unsupported_language_message
 from .paths import DEFAULT_CWD
 from .sandbox import CodeContext, HostError, HostSettings, Sandbox, run_in_context
 
@@ -25,11 +25,9 @@ def _line(event: dict[str, Any]) -> bytes:
 
 
 def _language(value: Any) -> str:
-    if value is None:
-        return "python"
-    lang = LANGUAGE_ALIASES.get(str(value).lower())
-    if lang is None:
-        raise HostError(400, f"language '{value}' is not supported (python, javascript, bash)")
+    lang = normalize_language(value)
+    if lang is None:  # R and Java: no kernel for them in the registries this host installs from
+        raise HostError(400, unsupported_language_message(value))
     return lang
 
 

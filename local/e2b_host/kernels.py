@@ -1,5 +1,5 @@
 """Stateful code runners behind ``/execute``: a real ipykernel (driven with jupyter_client),
-and persistent node / bash processes for JavaScript and Bash.
+and persistent node / bash processes for JavaScript, TypeScript and Bash.
 
 Every runner is started inside the sandbox's namespaces, in its own session, so an
 interrupt (SIGINT to its process group) or a kill reaches the code it runs.
@@ -39,6 +39,9 @@ LANGUAGE_ALIASES = {
     "js": "javascript",
     "node": "javascript",
     "nodejs": "javascript",
+    # Like E2B: its own context, run by the JavaScript runner after the TypeScript compiler.
+    "typescript": "typescript",
+    "ts": "typescript",
     "bash": "bash",
     "sh": "bash",
     "shell": "bash",
@@ -626,7 +629,8 @@ class MarkerKernel(Kernel):
 
 
 class NodeKernel(MarkerKernel):
-    """One long-lived node process; every cell runs in the same ``vm`` context."""
+    """One long-lived node process; every cell runs in the same ``vm`` context (ES-module
+    imports and top-level await rewritten for it, see js_runner.js)."""
 
     language = "javascript"
 
@@ -640,10 +644,18 @@ class NodeKernel(MarkerKernel):
                 shutil.copyfile(Path(__file__).with_name(script), copy)
         # sync_stdio.js: node queues pipe writes in memory while a cell never yields, so a flood
         # would be killed unseen; written synchronously, it is counted and capped like any other.
-        return [node, "--require", f"{STATE_MOUNT}/sync_stdio.js", f"{STATE_MOUNT}/js_runner.js"]
+        script = f"{STATE_MOUNT}/js_runner.js"
+        return [node, "--require", f"{STATE_MOUNT}/sync_stdio.js", script, self.language]
 
     async def _send(self, seq: int, code: str, env_vars: dict[str, str]) -> None:
         self._write((json.dumps({"seq": seq, "code": code, "env": env_vars}) + "\n").encode())
+
+
+class TypeScriptKernel(NodeKernel):
+    """The node runner with each cell transpiled by TypeScript's compiler (types unchecked, as
+    in E2B's kernel); needs Debian's node-typescript."""
+
+    language = "typescript"
 
 
 _BASH_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -699,5 +711,18 @@ class BashKernel(MarkerKernel):
 KERNEL_CLASSES: dict[str, type[Kernel]] = {
     "python": PythonKernel,
     "javascript": NodeKernel,
+    "typescript": TypeScriptKernel,
     "bash": BashKernel,
 }
+
+
+def normalize_language(value: object) -> str | None:
+    """The kernel language a request names (None: not one we run), like E2B's
+    normalize_language: case and surrounding blanks ignored, no language meaning Python."""
+    if value is None or value == "":
+        return "python"
+    return LANGUAGE_ALIASES.get(str(value).strip().lower())
+
+
+def unsupported_language_message(value: object) -> str:
+    return f"language '{value}' is not supported (supported: {', '.join(KERNEL_CLASSES)})"

@@ -370,6 +370,9 @@ class SandboxRegistry:
         context = sandbox.default_context("python")
         task = asyncio.create_task(context.ensure_kernel())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        # E2B's server also creates a JavaScript context at start: listed (and its id kept) from now
+        # on; its node process starts on first use, so a sandbox that never runs JS pays nothing.
+        sandbox.default_context("javascript")
         logger.info("created sandbox %s (template %s, timeout %ss)", sandbox_id, template, timeout)
         return sandbox
 
