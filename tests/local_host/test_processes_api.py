@@ -165,6 +165,7 @@ def test_the_server_ends_a_stream_at_its_deadline_for_a_client_that_keeps_readin
             "connect-timeout-ms": "1000",
             "e2b-sandbox-id": shared_sandbox.sandbox_id,
             "e2b-sandbox-port": "49983",
+            "x-access-token": shared_sandbox._envd_access_token or "",  # envd wants it, as the SDK sends
         },
         timeout=20,  # the client would wait far longer than the call's deadline
     )
