@@ -76,6 +76,13 @@ def test_a_stateful_notebook_session(client: Client) -> None:
     ("environment", "language", "setup", "check", "expected"),
     [
         ("e2b-node", "javascript", "const base = 40;", "console.log(base + 2)", "42\n"),
+        (
+            "e2b-node",
+            "ts",
+            "enum Base { Value = 40 }\nconst base: number = Base.Value;",
+            "const answer: number = base + 2; console.log(answer)",
+            "42\n",
+        ),
         ("e2b-bash", "bash", "BASE=40", "echo $((BASE + 2))", "42\n"),
         ("e2b-python", "python", "base = 40", "print(base + 2)", "42\n"),
     ],

@@ -142,6 +142,8 @@ def test_resolve_language_defaults_to_environment_default(requested: str | None)
         ("node", Language.JAVASCRIPT),
         ("nodejs", Language.JAVASCRIPT),
         ("javascript", Language.JAVASCRIPT),
+        ("ts", Language.TYPESCRIPT),
+        ("TypeScript", Language.TYPESCRIPT),
         ("sh", Language.BASH),
         ("shell", Language.BASH),
         ("Bash", Language.BASH),
@@ -157,7 +159,7 @@ def test_resolve_language_rejects_unsupported_language_listing_offered_ones(requ
         resolve_language(requested, CODE_INTERPRETER)
     message = caught.value.message
     assert requested in message
-    for offered in ("python", "javascript", "bash"):
+    for offered in ("python", "javascript", "typescript", "bash"):
         assert offered in message
 
 

@@ -77,6 +77,7 @@ LANGUAGE_BY_SUFFIX = {
     ".js": "javascript",
     ".mjs": "javascript",
     ".cjs": "javascript",
+    ".ts": "typescript",
     ".sh": "bash",
     ".bash": "bash",
 }

@@ -52,7 +52,12 @@ logger = Logger(child=True)
 
 DEFAULT_WORKSPACE = "/workspace"
 # The code interpreter's own names for our languages.
-_KERNEL_LANGUAGE = {Language.PYTHON: "python", Language.JAVASCRIPT: "javascript", Language.BASH: "bash"}
+_KERNEL_LANGUAGE = {
+    Language.PYTHON: "python",
+    Language.JAVASCRIPT: "javascript",
+    Language.TYPESCRIPT: "typescript",
+    Language.BASH: "bash",
+}
 _KERNEL_ALIASES = {"js": "javascript", "node": "javascript", "sh": "bash", "python3": "python"}
 _FILE_TYPES = {"file": FileType.FILE, "dir": FileType.DIRECTORY, "symlink": FileType.SYMLINK}
 MAX_CACHED_SANDBOXES = 64

@@ -15,6 +15,7 @@ class Provider(StrEnum):
 class Language(StrEnum):
     PYTHON = "python"
     JAVASCRIPT = "javascript"
+    TYPESCRIPT = "typescript"
     BASH = "bash"
 
 
@@ -27,6 +28,8 @@ LANGUAGE_ALIASES: dict[str, Language] = {
     "js": Language.JAVASCRIPT,
     "node": Language.JAVASCRIPT,
     "nodejs": Language.JAVASCRIPT,
+    "typescript": Language.TYPESCRIPT,
+    "ts": Language.TYPESCRIPT,
     "bash": Language.BASH,
     "sh": Language.BASH,
     "shell": Language.BASH,
@@ -56,8 +59,9 @@ class Environment(BaseModel):
         return self
 
 
-# Every built-in environment offers the three languages; the name picks the default one.
-_LANGUAGES = (Language.PYTHON, Language.JAVASCRIPT, Language.BASH)
+# Every built-in environment offers the four languages; the name picks the default one.
+# TypeScript runs in a JavaScript kernel (transpiled cell by cell), as in E2B's template.
+_LANGUAGES = (Language.PYTHON, Language.JAVASCRIPT, Language.TYPESCRIPT, Language.BASH)
 _FLAVOURS = (
     ("python", Language.PYTHON, "Python 3 (Jupyter kernel)"),
     ("node", Language.JAVASCRIPT, "Node.js (JavaScript kernel)"),
