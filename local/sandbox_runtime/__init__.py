@@ -73,8 +73,8 @@ def _digest(*parts: bytes) -> str:
     return sha.hexdigest()[:16]
 
 
-def wheelhouse_key() -> str:
-    return _digest(REQUIREMENTS.read_bytes(), interpreter_version().encode())
+def wheelhouse_key(python_version: str) -> str:
+    return _digest(REQUIREMENTS.read_bytes(), python_version.encode(), platform.machine().encode())
 
 
 def runtime_key() -> str:
@@ -111,11 +111,9 @@ def _pip(*args: str) -> None:
         raise RuntimeUnavailable(f"pip {args[0]} failed ({done.returncode}):\n{done.stderr[-4000:]}")
 
 
-def _python_tag() -> tuple[str, str]:
-    """(e.g. "3.11", "x86_64") of the system interpreter."""
-    words = interpreter_version().split()
-    version, machine = words[0], words[-1]
-    return ".".join(version.split(".")[:2]), machine
+def system_python_version() -> str:
+    """e.g. "3.11": the system interpreter's, for which the runtime's wheels are fetched."""
+    return ".".join(interpreter_version().split()[0].split(".")[:2])
 
 
 def _manylinux_tags(machine: str) -> list[str]:
@@ -124,20 +122,22 @@ def _manylinux_tags(machine: str) -> list[str]:
     return [*tags, f"manylinux2014_{machine}", f"manylinux2010_{machine}", f"manylinux1_{machine}"]
 
 
-def ensure_wheelhouse(cache: Path | None = None) -> Path:
-    """The wheels of requirements.txt for the system interpreter (Debian bookworm's glibc)."""
+def ensure_wheelhouse(cache: Path | None = None, python_version: str | None = None) -> Path:
+    """The wheels of requirements.txt for CPython ``python_version`` (default: the system
+    interpreter's; the Docker build asks for its image's) on glibc 2.36 (bookworm's) or older."""
     cache = cache or cache_dir()
-    final = cache / f"wheels-{wheelhouse_key()}"
+    version = python_version or system_python_version()
+    final = cache / f"wheels-{wheelhouse_key(version)}"
     if _complete(final):
         return final
     with _locked(cache):
-        return _build_wheelhouse(cache, final)
+        return _build_wheelhouse(cache, final, version)
 
 
-def _build_wheelhouse(cache: Path, final: Path) -> Path:
+def _build_wheelhouse(cache: Path, final: Path, version: str) -> Path:
     if _complete(final):
         return final
-    version, machine = _python_tag()
+    machine = platform.machine()
     temp = _fresh_temp(cache, final.name)
     logger.info("downloading the sandbox runtime's wheels into %s", final)
     abi = "cp" + version.replace(".", "")
@@ -155,7 +155,7 @@ def _build_wheelhouse(cache: Path, final: Path) -> Path:
         "-r",
         str(REQUIREMENTS),
     )
-    (temp / COMPLETE_MARK).write_text(wheelhouse_key() + "\n")
+    (temp / COMPLETE_MARK).write_text(f"{version} {machine}\n")
     temp.rename(final)
     return final
 
@@ -169,7 +169,8 @@ def ensure_runtime(cache: Path | None = None) -> Path:
     with _locked(cache):
         if _complete(final):
             return final
-        wheels = _build_wheelhouse(cache, cache / f"wheels-{wheelhouse_key()}")
+        version = system_python_version()
+        wheels = _build_wheelhouse(cache, cache / f"wheels-{wheelhouse_key(version)}", version)
         temp = _fresh_temp(cache, final.name)
         logger.info("building the sandbox runtime in %s (once per content hash)", final)
         try:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from e2b_code_interpreter.models import Execution, parse_output
+from e2b_code_interpreter.charts import Chart
+from e2b_code_interpreter.models import Execution, Result, parse_output
 
 from sandbox_gateway.models.execution import ExecutionErrorInfo, ExecutionOutcome, ExecutionStatus, RichResult
 
@@ -56,6 +57,17 @@ def execution_from_ndjson(lines: Iterable[str]) -> Execution:
     return execution
 
 
+def _formats(result: Result) -> dict[str, object]:
+    """The result's representations as JSON values; the SDK turns a chart into an object."""
+    formats: dict[str, object] = {}
+    for name in RESULT_FORMATS:
+        value = getattr(result, name, None)
+        if value in (None, {}, ""):
+            continue
+        formats[name] = value.to_dict() if isinstance(value, Chart) else value
+    return formats
+
+
 def outcome_from_execution(
     execution: Execution, elapsed_ms: float, status: ExecutionStatus | None = None, truncated: bool = False
 ) -> ExecutionOutcome:
@@ -65,14 +77,7 @@ def outcome_from_execution(
         stdout="".join(execution.logs.stdout),
         stderr="".join(execution.logs.stderr),
         results=tuple(
-            RichResult(
-                formats={
-                    name: getattr(result, name)
-                    for name in RESULT_FORMATS
-                    if getattr(result, name, None) not in (None, {}, "")
-                },
-                is_main_result=bool(result.is_main_result),
-            )
+            RichResult(formats=_formats(result), is_main_result=bool(result.is_main_result))
             for result in execution.results
         ),
         error=ExecutionErrorInfo(error.name, error.value, error.traceback) if error else None,
