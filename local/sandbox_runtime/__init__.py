@@ -156,6 +156,7 @@ def _build_wheelhouse(cache: Path, final: Path, version: str) -> Path:
         str(REQUIREMENTS),
     )
     (temp / COMPLETE_MARK).write_text(f"{version} {machine}\n")
+    shutil.rmtree(final, ignore_errors=True)
     temp.rename(final)
     return final
 
@@ -172,12 +173,14 @@ def ensure_runtime(cache: Path | None = None) -> Path:
         version = system_python_version()
         wheels = _build_wheelhouse(cache, cache / f"wheels-{wheelhouse_key(version)}", version)
         temp = _fresh_temp(cache, final.name)
-        logger.info("building the sandbox runtime in %s (once per content hash)", final)
+        # A warning: shown without any logging set up (make dev, tests), this once takes a while.
+        logger.warning("building the sandbox runtime in %s (once per content hash; about a minute)", final)
         try:
             _build_runtime(temp, wheels)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
+        shutil.rmtree(final, ignore_errors=True)  # not complete: never a build of ours, never used
         temp.rename(final)
         return final
 
