@@ -45,7 +45,7 @@ def test_docker_data_stack_python_and_files_belong_to_user(
     container = engine.containers.get(sandbox.sandbox_id)
     listing = container.exec_run(["stat", "-c", "%U:%G", "/workspace/api.txt", "/workspace/code.txt"])
     assert listing.output.decode().split() == ["user:user", "user:user"]
-    who = container.exec_run(["sh", "-c", "whoami; echo $HOME; python --version; sudo true; echo rc=$?"])
+    who = container.exec_run(["sh", "-c", "whoami; echo $HOME; python --version; sudo true 2>&1; echo rc=$?"])
     lines = who.output.decode().splitlines()
     assert lines[:2] == ["user", "/home/user"]
     assert lines[2].startswith("Python 3.")
