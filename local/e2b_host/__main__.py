@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = listening_socket(args.host, args.port)
     port = sock.getsockname()[1]
     server = http_server(app)
-    logger.info("sandbox trees under %s", app.registry.base_dir)
+    logger.info("sandbox trees under %s; sandbox runtime %s", app.registry.base_dir, runtime)
     print(f"{READY_PREFIX}http://{args.host}:{port}", flush=True)
     asyncio.run(server.serve(sockets=[sock]))
     return 0
