@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A running Docker engine and the Docker provider's sandbox image, for its tests and `make dev`.
 # As root it installs Debian's docker.io and starts dockerd when they are missing; the image is
-# built from Debian packages (no registry needed) and reused when nothing that goes into it changed.
+# built from Debian packages and the sandbox runtime's wheels (local/sandbox_runtime, fetched once
+# from PyPI into its cache) and reused when nothing that goes into it changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,4 +30,6 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { tail -20 /var/log/sandbox-gateway-dockerd.log >&2; exit 1; }
 fi
 
+# build.sh fetches the sandbox runtime's wheels with the project's .venv (its pip).
+[ -x .venv/bin/python ] || make install
 bash local/docker_sandbox/build.sh

@@ -27,6 +27,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 { command -v unshare && command -v setsid; } >/dev/null 2>&1 || missing+=(util-linux)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+[ -x /usr/bin/python3 ] || missing+=(python3)  # the sandbox runtime (local/sandbox_runtime) is its venv
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

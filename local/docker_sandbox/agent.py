@@ -35,6 +35,7 @@ if TYPE_CHECKING or __name__ != "__main__" or sys.argv[1:2] in ([], ["serve"]):
 sys.path.insert(0, "/opt/sandbox")
 
 STATE = Path("/.e2b")  # tmpfs; also the kernels' STATE_MOUNT
+FONT_CACHE = Path("/opt/sandbox-runtime/share/matplotlib")  # see local/sandbox_runtime/finish.py
 SOCKET = STATE / "agent.sock"
 # The container's working directory is the configured workspace (WORKSPACE_ROOT).
 WORKSPACE = os.getcwd()
@@ -390,9 +391,21 @@ def _install_ipython_startup() -> None:
         (startup / IPYTHON_STARTUP).write_text(BOUNDED_OUTPUT)
 
 
+def _seed_font_cache() -> None:
+    """matplotlib's font list, prebuilt in the image's runtime, into ~/.cache/matplotlib (a fresh
+    tmpfs per container): otherwise each sandbox's first import rebuilt it."""
+    target = Path(os.environ.get("HOME", "/home/user")) / ".cache/matplotlib"
+    with contextlib.suppress(OSError):
+        target.mkdir(parents=True, exist_ok=True)
+        for font_list in FONT_CACHE.glob("fontlist-*.json"):
+            if not (target / font_list.name).exists():
+                shutil.copyfile(font_list, target / font_list.name)
+
+
 async def serve() -> None:
     STATE.mkdir(exist_ok=True)
     _install_ipython_startup()
+    _seed_font_cache()
     with contextlib.suppress(FileNotFoundError):
         SOCKET.unlink()
     agent = Agent()

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from ..sandbox_runtime import RuntimeUnavailable, ensure_runtime
 from .app import HostApp
 from .isolation import IsolationUnavailable, Limits, check_isolation, private_mount_namespace
 from .sandbox import DEFAULT_TEMPLATES, HostSettings
@@ -69,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nofile", type=int, default=defaults.nofile, help="RLIMIT_NOFILE")
     parser.add_argument(
         "--cpus", type=float, default=defaults.cpus, help="CPUs per sandbox (cpu cgroup quota; 0 = none)"
+    )
+    parser.add_argument(
+        "--runtime",
+        type=Path,
+        default=None,
+        help="the sandboxes' Python runtime (default: python -m local.sandbox_runtime's, built if missing)",
     )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -130,8 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
 
+    try:
+        runtime = args.runtime or ensure_runtime()
+    except RuntimeUnavailable as exc:
+        logger.error("cannot start: no sandbox runtime: %s", exc)
+        return 3
     mib = 1024 * 1024
     settings = HostSettings(
+        runtime=runtime,
         templates=tuple(args.templates) if args.templates else DEFAULT_TEMPLATES,
         base_dir=args.base_dir,
         output_limit_bytes=int(args.output_limit_mb * 1024 * 1024),
@@ -153,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = listening_socket(args.host, args.port)
     port = sock.getsockname()[1]
     server = http_server(app)
-    logger.info("sandbox trees under %s", app.registry.base_dir)
+    logger.info("sandbox trees under %s; sandbox runtime %s", app.registry.base_dir, runtime)
     print(f"{READY_PREFIX}http://{args.host}:{port}", flush=True)
     asyncio.run(server.serve(sockets=[sock]))
     return 0

@@ -5,8 +5,8 @@ Each sandbox gets one long-lived ``bwrap`` "init" whose namespaces (user, mount,
 UTS, cgroup, network) hold every process the sandbox starts. It runs as a host uid of its own
 (``host_uid``, mapped to uid/gid 1000 `user` inside) with no capabilities, ``no_new_privs``,
 a seccomp filter and no further user namespaces. Inside, the root is read-only: ``/usr``,
-``/etc`` (with our own passwd/group/hosts), the ``/bin``-style links, the Python prefix and
-the venv are bound read-only; ``/home/user``, ``/workspace``, ``/root`` (one size- and
+``/etc`` (with our own passwd/group/hosts), the ``/bin``-style links and the sandbox runtime
+(``/opt/sandbox-runtime``) are bound read-only; ``/home/user``, ``/workspace``, ``/root`` (one size- and
 inode-limited tmpfs), ``/tmp`` and ``/dev/shm`` (one each, ``noexec``) are the only writable
 paths; ``/proc`` and ``/dev`` (read-only) are fresh. Nothing else of the host is there: no
 ``/run``, ``/var``, ``/sys``, Docker socket or home directory. A sandbox with internet access
@@ -37,7 +37,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +62,11 @@ SHM_MOUNT = "/dev/shm"
 # Where the host's per-sandbox state dir (connection files, runner scripts) is visible inside,
 # read-only.
 STATE_MOUNT = "/.e2b"
+# Where the sandbox runtime (local/sandbox_runtime, whose RUNTIME_MOUNT it must equal) is bound,
+# read-only; its bin comes first on every process's PATH; the Python kernel runs its python.
+RUNTIME_MOUNT = "/opt/sandbox-runtime"
+RUNTIME_PYTHON = f"{RUNTIME_MOUNT}/bin/python"
+SANDBOX_PATH = f"{RUNTIME_MOUNT}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _READ_ONLY_SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 _REQUIRED_TOOLS = ("bwrap", "unshare", "env", "setsid")
 _MNT_DETACH = 2
@@ -406,6 +410,10 @@ def _etc_files(state_dir: Path, hostname: str, *, slirp: bool) -> dict[str, Path
         "group": f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_GID}:\nnogroup:x:65534:\n",
         "hosts": f"127.0.0.1 localhost {hostname}\n::1 localhost ip6-localhost ip6-loopback\n",
         "hostname": hostname + "\n",
+        # The SDK runs commands in a login shell: the host's /etc/profile would reset PATH
+        # without the runtime (E2B's image has its python in /usr/local/bin, on that PATH).
+        "profile": f'PATH="{SANDBOX_PATH}"\nexport PATH\n'
+        'for i in /etc/profile.d/*.sh; do [ -r "$i" ] && . "$i"; done\nunset i\n',
     }
     if slirp:  # slirp4netns answers DNS on its virtual network, forwarding to the host's resolver
         files["resolv.conf"] = f"nameserver {_SLIRP_DNS}\n"
@@ -454,26 +462,29 @@ def _traversable(path: str) -> bool:
 
 
 class RuntimeBinds:
-    """The host directories outside the system ones that the kernels need (the Python
-    installation, the venv), as (source, destination) pairs for bwrap. bwrap runs as the
-    sandbox's uid and must reach the source: one that only root may reach (``/root/.pyenv``)
-    is first bound read-only under ``staging`` (a root-owned, o+x directory)."""
+    """The sandbox runtime (local/sandbox_runtime: its own venv of Debian's python3 with the
+    data stack) bound read-only at ``RUNTIME_MOUNT``, as (source, destination) pairs for
+    bwrap. bwrap runs as the sandbox's uid and must reach the source: one that only root may
+    reach (``~/.cache`` of root) is first bound read-only under ``staging`` (a root-owned, o+x
+    directory). The project's own venv is not bound: nothing in a sandbox runs it."""
 
-    def __init__(self, staging: Path) -> None:
+    def __init__(self, staging: Path, runtime: Path) -> None:
         self.staging = staging
+        self.runtime = runtime
         self.pairs: list[tuple[str, str]] = []
         self._mounted: list[Path] = []
-        for index, path in enumerate(runtime_dirs()):
-            if _traversable(path):
-                self.pairs.append((path, path))
-                continue
+        source = str(runtime.resolve())
+        if not os.access(os.path.join(source, "bin", "python"), os.X_OK):
+            raise IsolationUnavailable(f"{runtime} is not a sandbox runtime (no bin/python)")
+        if not _traversable(source):
             staging.mkdir(mode=0o711, exist_ok=True)
-            target = staging / str(index)
+            target = staging / "0"
             target.mkdir(mode=0o755)
-            if not bind_read_only(path, target):
-                raise IsolationUnavailable(f"cannot make {path} reachable to the sandboxes")
+            if not bind_read_only(source, target):
+                raise IsolationUnavailable(f"cannot make {runtime} reachable to the sandboxes")
             self._mounted.append(target)
-            self.pairs.append((str(target), path))
+            source = str(target)
+        self.pairs.append((source, RUNTIME_MOUNT))
 
     def close(self) -> None:
         for target in self._mounted:
@@ -482,18 +493,8 @@ class RuntimeBinds:
 
 
 def runtime_dirs() -> list[str]:
-    """The Python installation(s) the kernels need, wherever they live."""
-    dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    dirs.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
-    system = tuple("/" + d for d in _READ_ONLY_SYSTEM)
-    keep = []
-    for path in sorted(dirs):
-        if not os.path.isdir(path) or any(path == s or path.startswith(s + "/") for s in system):
-            continue
-        if any(path.startswith(k + "/") for k in keep):
-            continue
-        keep.append(path)
-    return keep
+    """Where sandboxes see the runtime, besides the system's directories."""
+    return [RUNTIME_MOUNT]
 
 
 def bwrap_args(
@@ -617,6 +618,9 @@ def _drop_only(uid: int) -> Callable[[], None]:
 
 class SandboxNamespace:
     """The namespaces of one sandbox, alive while its bwrap init runs."""
+
+    # The interpreter of the sandbox's Python kernel (the runtime's, as every process sees it).
+    python = RUNTIME_PYTHON
 
     def __init__(
         self,

@@ -272,11 +272,15 @@ class PythonKernel(Kernel):
             if owner is not None:  # the kernel runs as the sandbox's uid and must read it
                 os.chown(self.conn_file, owner, owner)
         argv = [
-            sys.executable,
+            # The sandbox runtime's python (local host); in the Docker image the agent's own,
+            # which is the image's runtime.
+            getattr(self.namespace, "python", sys.executable),
             "-m",
             "ipykernel_launcher",
             "-f",
             f"{STATE_MOUNT}/{self.conn_file.name}",
+            # E2B's chart, data and JSON representations (local/sandbox_runtime/e2b_display.py).
+            "--IPKernelApp.extensions=e2b_display",
             # History in memory: a kernel restarted within the same second as the last one found
             # its session number taken in the shared sqlite file and printed an ERROR into the
             # next cell's stdout.

@@ -7,7 +7,6 @@ import logging
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -16,7 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..sandbox_runtime import font_cache
 from .isolation import (
+    SANDBOX_PATH,
     SHM_DIR,
     Cgroups,
     Limits,
@@ -61,6 +62,8 @@ class HostSettings:
     interrupt_grace_s: float = 5.0
     max_sandboxes: int = 200
     limits: Limits = field(default_factory=Limits)
+    # The sandbox runtime's directory on the host (local/sandbox_runtime); required to start.
+    runtime: Path | None = None
 
 
 class CodeContext:
@@ -144,9 +147,9 @@ class Sandbox:
         return self.closed or self.end_at <= time.time() or not self.namespace.alive()
 
     def process_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        pybin = os.path.dirname(sys.executable)
         env = {
-            "PATH": f"{pybin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            # The runtime first: `python`, `python3`, `pip` (and our `sudo`) are its own.
+            "PATH": SANDBOX_PATH,
             "HOME": DEFAULT_CWD,
             "USER": "user",
             "LANG": "C.UTF-8",
@@ -236,7 +239,10 @@ class SandboxRegistry:
         # bwrap runs as each sandbox's uid and must traverse to its tree (whose tmpfs
         # roots are 0700 and the sandbox's); nobody may list the base directory.
         os.chmod(self.base_dir, 0o711)  # noqa: S103 - traverse only, no listing
-        self.runtime = RuntimeBinds(self.base_dir / "runtime")
+        if settings.runtime is None:
+            raise ValueError("HostSettings.runtime is required (python -m local.sandbox_runtime builds it)")
+        self.runtime = RuntimeBinds(self.base_dir / "runtime", settings.runtime)
+        self._font_cache = font_cache(settings.runtime)
         self._reaper: asyncio.Task[None] | None = None
         self._next_pid = 1000
         self._uids: set[int] = set()
@@ -326,6 +332,7 @@ class SandboxRegistry:
             disk_fds = [os.open(fs_root / rel, flags) for rel in ("data", "tmp")]
             fs = SandboxFS(fs_root, uid=uid)
             fs.create_tree()
+            seed_home(fs_root, uid, self._font_cache)
             state = root / "state"
             state.mkdir()
             namespace = SandboxNamespace(
@@ -437,6 +444,22 @@ class SandboxRegistry:
             self._remove_tree(sandbox.root)
         self.runtime.close()
         shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def seed_home(fs_root: Path, uid: int, fonts: list[Path]) -> None:
+    """matplotlib's font list, prebuilt in the runtime, into ~/.cache/matplotlib (user's and
+    root's HOME), where matplotlib looks: otherwise each sandbox's first import rebuilt it.
+    Before the sandbox starts, so nothing inside can race these writes."""
+    for home in ("data/home/user", "data/root"):
+        directory = fs_root / home
+        for part in (".cache", "matplotlib"):
+            directory = directory / part
+            directory.mkdir(mode=0o755, exist_ok=True)
+            os.chown(directory, uid, uid)
+        for font_list in fonts:
+            target = directory / font_list.name
+            shutil.copyfile(font_list, target)
+            os.chown(target, uid, uid)
 
 
 async def run_in_context(context: CodeContext, code: str, env_vars: dict[str, str], sink: OutputSink) -> None:

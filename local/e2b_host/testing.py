@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..sandbox_runtime import ensure_runtime
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_PREFIX = "e2b_host listening on "
 TEST_API_KEY = "e2b_local_host_key"
@@ -87,6 +89,9 @@ def running_host(
         log_path = Path(name)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    if "--runtime" not in extra_args:
+        # Built (once per content hash, minutes the first time) before the start-up clock runs.
+        extra_args = [*extra_args, "--runtime", str(ensure_runtime())]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "local.e2b_host", "--host", "127.0.0.1", "--port", str(port), *extra_args],

@@ -78,9 +78,9 @@ BASE_ENVIRONMENT = {
     "HOME": "/home/user",
     "USER": "user",
     "LANG": "C.UTF-8",
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    # The image's sandbox runtime first (local/sandbox_runtime): python, pip, the data stack.
+    "PATH": "/opt/sandbox-runtime/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "PYTHONUNBUFFERED": "1",
-    "MPLBACKEND": "Agg",
 }
 
 
