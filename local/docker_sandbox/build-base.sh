@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the sandbox's base image from Debian packages, for machines that reach no image
 # registry: debootstrap a bookworm root, add the interpreters in a chroot, `docker import` it.
-# Usage: build-base.sh [TAG]   (default sandbox-gateway/base:bookworm; skipped if it exists)
+# Usage: build-base.sh [TAG]   (default sandbox-gateway/base:bookworm; skipped if it exists;
+#   build.sh passes a tag carrying a hash of this file)
 set -euo pipefail
 
 TAG=${1:-sandbox-gateway/base:bookworm}

@@ -9,10 +9,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 context=$(dirname "$here")   # local/
 repo=$(dirname "$context")
-BASE_IMAGE=${BASE_IMAGE:-sandbox-gateway/base:bookworm}
 PYTHON=${PYTHON:-$repo/.venv/bin/python}
 
-if [ "$BASE_IMAGE" = "sandbox-gateway/base:bookworm" ]; then
+if [ -z "${BASE_IMAGE:-}" ]; then
+  # The Debian base is tagged by a hash of its recipe: a package added there makes a new base
+  # (an old one of the same name would otherwise be reused as it is).
+  BASE_IMAGE="sandbox-gateway/base:bookworm-$(sha256sum "$here/build-base.sh" | cut -c1-12)"
   bash "$here/build-base.sh" "$BASE_IMAGE" >&2
 fi
 # The wheels must be for the image's python3, whatever the host's is.
