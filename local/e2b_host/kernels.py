@@ -281,6 +281,10 @@ class PythonKernel(Kernel):
             f"{STATE_MOUNT}/{self.conn_file.name}",
             # E2B's chart, data and JSON representations (local/sandbox_runtime/e2b_display.py).
             "--IPKernelApp.extensions=e2b_display",
+            # As E2B's template configures its kernel: tracebacks without ANSI colour codes, and
+            # long sequences printed whole rather than elided with "...".
+            "--InteractiveShell.colors=NoColor",
+            "--PlainTextFormatter.max_seq_length=0",
             # History in memory: a kernel restarted within the same second as the last one found
             # its session number taken in the shared sqlite file and printed an ERROR into the
             # next cell's stdout.

@@ -69,6 +69,15 @@ def test_data_stack_python_commands_are_the_kernels(shared_sandbox: Sandbox):
     assert numpy.stdout.strip() == "6.0"
 
 
+def test_kernel_is_configured_as_e2bs(shared_sandbox: Sandbox):
+    failed = shared_sandbox.run_code("def broken():\n    return 1 / 0\nbroken()")
+    assert failed.error is not None and failed.error.name == "ZeroDivisionError"
+    assert "broken()" in failed.error.traceback
+    assert "\x1b[" not in failed.error.traceback  # no ANSI colour codes, as on E2B
+    long = shared_sandbox.run_code("list(range(1500))")
+    assert long.text is not None and "..." not in long.text and long.text.endswith("1499]")
+
+
 def test_data_stack_sudo_says_why_there_is_none(shared_sandbox: Sandbox):
     result = shared_sandbox.commands.run("sudo id; echo rc=$?")
     assert result.stdout.strip() == "rc=1"
