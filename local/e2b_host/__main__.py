@@ -95,7 +95,12 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def http_server(app: Callable[..., Any]) -> uvicorn.Server:
-    """The host's HTTP server (h11, kept-alive connections for 30 s) for an ASGI `app`."""
+    """The host's HTTP server (h11, idle connections kept 330 s) for an ASGI `app`.
+
+    Longer than the SDK's transports keep an idle connection (``E2B_KEEPALIVE_EXPIRY``, 300 s),
+    so the client always closes first: a server closing an idle connection as the client reuses
+    it loses that request (`RemoteProtocolError`; a file write 32 s after the last call did).
+    """
     config = uvicorn.Config(
         app,
         loop="asyncio",
@@ -103,7 +108,7 @@ def http_server(app: Callable[..., Any]) -> uvicorn.Server:
         lifespan="on",
         log_level="warning",
         access_log=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=330,
         timeout_graceful_shutdown=5,
     )
     return uvicorn.Server(config)
