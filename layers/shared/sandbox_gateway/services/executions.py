@@ -108,14 +108,20 @@ class ExecutionService:
             report = ExecutionReport(session, run.language, outcome, duration_ms)
             record = record_as(report) if record_as is not None and self._finisher is not None else None
         except BaseException:
-            self._leases.release_lease(session, lease_id)
+            self._leases.release_lease(session, lease_id)  # nothing to count or record: it did not run
             raise
-        if record is None:
+        return self._finish(report, lease_id, now, record)
+
+    def _finish(
+        self, report: ExecutionReport, lease_id: str, now: int, record: ExecutionRecord | None
+    ) -> ExecutionReport:
+        """Give the lease back and count the run; with its record, all in one finisher's write."""
+        session = report.session
+        if record is None or self._finisher is None:
             self._leases.release_lease(session, lease_id)
             if self._ledger is not None:
-                self._ledger.record(tenant_id, executions=1)
+                self._ledger.record(session.tenant_id, executions=1)
             return report
-        assert self._finisher is not None
         finished = FinishedExecution(session, lease_id, now, {"executions": 1}, record)
         if not self._finisher.finish(finished):
             raise InvalidRequest("execution id collision; retry")  # 2^64 random ids: never in practice
