@@ -446,10 +446,13 @@ class Authorization:
         decision = self._ask(authorizer, build_authorizer_event(event, identity))
         ttl = authorizer.cache_seconds if self._cache_seconds is None else self._cache_seconds
         if decision.status != HTTPStatus.INTERNAL_SERVER_ERROR and ttl > 0:
+            # The TTL runs from the answer, not the question: a cold authorizer's seconds of start-up
+            # must not use up the cache's time (it did: a revoked key's cached answer had expired).
+            answered = self._clock()
             with self._lock:
                 if len(self._cache) >= MAX_CACHED_IDENTITIES:  # every new header value adds one
-                    self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-                self._cache[key] = (now + ttl, decision)
+                    self._cache = {k: v for k, v in self._cache.items() if v[0] > answered}
+                self._cache[key] = (answered + ttl, decision)
         return decision
 
     def _ask(self, authorizer: Authorizer, event: dict[str, Any]) -> AuthDecision:

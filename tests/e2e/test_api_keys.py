@@ -109,6 +109,31 @@ def test_a_revoked_key_works_until_the_cache_ttl_has_passed_then_is_403(stack: S
     assert refused.json() == {"message": "Forbidden"}
 
 
+def test_a_quota_change_takes_effect_when_the_cached_answer_expires(stack: Stack) -> None:
+    """The tenant's quotas travel with the authorizer's answer (decision 0011): within its TTL a
+    request sees the quotas read with the key, after it the new ones. The code-size quota is checked
+    before the session is looked up, so a missing session shows which quotas were applied:
+    404 under the old ones, 429 under the new."""
+    tenant, _, key = create_key(stack, scopes=["execute"])
+    body = {"session_id": "ses_00000000000000000000000000", "code": "x" * 11, "language": "python"}
+
+    def execute() -> requests.Response:
+        return requests.post(stack.url + "/api/e2b/execute", headers=bearer(key), json=body, timeout=60)
+
+    assert execute().status_code == 404  # no override: the code runs into the missing session
+    answered_at = time.monotonic()
+    tenant_store(stack.dynamodb_url).set_quota_overrides(tenant, {"max_code_bytes": 10})
+    still = execute()
+    assert time.monotonic() - answered_at < AUTHORIZER_CACHE_SECONDS, "too slow to see the cache"
+    assert still.status_code == 404, still.text  # the cached answer's quotas, as on API Gateway
+
+    time.sleep(AUTHORIZER_CACHE_SECONDS + 0.5)
+    refused = execute()
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "quota_exceeded"
+    assert "max_code_bytes" in refused.json()["error"]["message"]
+
+
 def test_a_new_key_works_at_once_and_sees_only_its_tenants_sessions(stack: Stack, client: Client) -> None:
     _, _, key = create_key(stack)
     own = Client(stack.url, key)

@@ -72,8 +72,37 @@ def test_authorizer_allows_a_valid_key_with_its_tenant_key_id_and_scopes(
 
     assert answer == {
         "isAuthorized": True,
-        "context": {"tenant_id": "acme", "key_id": key_id, "scopes": "sessions,files"},
+        # "quotas": the tenant's overrides, read with the key (none yet): routes then read none.
+        "context": {"tenant_id": "acme", "key_id": key_id, "scopes": "sessions,files", "quotas": "{}"},
     }
+
+
+def test_the_answer_carries_the_tenants_quota_overrides_as_a_string(
+    store: DynamoDBTenantStore, issued: tuple[str, str]
+) -> None:
+    _, key = issued
+    store.set_quota_overrides("acme", {"max_code_bytes": 100, "max_active_sessions": 2})
+
+    context = authorize(event_with(f"Bearer {key}"), store, NOW)["context"]
+
+    # API Gateway takes only strings, numbers and booleans as context values.
+    assert all(isinstance(value, str | int | float | bool) for value in context.values())
+    assert json.loads(context["quotas"]) == {"max_code_bytes": 100, "max_active_sessions": 2}
+
+
+def test_a_failing_quota_read_still_allows_but_sends_no_quotas(
+    store: DynamoDBTenantStore, issued: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without quotas in the answer each route reads them itself: never "no limits"."""
+    _, key = issued
+
+    def unavailable(tenant_id: str) -> dict[str, int]:
+        raise StorageUnavailable("down")
+
+    monkeypatch.setattr(store, "quota_overrides", unavailable)
+    answer = authorize(event_with(f"Bearer {key}"), store, NOW)
+
+    assert answer["isAuthorized"] is True and "quotas" not in answer["context"]
 
 
 @pytest.mark.parametrize("header_name", ["Authorization", "AUTHORIZATION", "authorization"])
@@ -233,7 +262,7 @@ def test_authorizer_function_allows_a_valid_key_and_denies_the_rest(
     allowed = authorizer_function(event_with(f"Bearer {key}"), FakeLambdaContext())
     assert allowed == {
         "isAuthorized": True,
-        "context": {"tenant_id": "acme", "key_id": record.key_id, "scopes": ",".join(SCOPES)},
+        "context": {"tenant_id": "acme", "key_id": record.key_id, "scopes": ",".join(SCOPES), "quotas": "{}"},
     }
     for authorization in (None, "Basic dXNlcjpwYXNz", "Bearer", f"Bearer {key}x", key):
         denied = authorizer_function(event_with(authorization), FakeLambdaContext())

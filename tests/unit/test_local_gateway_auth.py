@@ -318,3 +318,23 @@ def test_the_cache_drops_expired_answers_instead_of_growing_with_every_key_tried
     authorizer.check(*route_event("GET", "/api/sessions", {"Authorization": "Bearer fresh"}))
 
     assert len(authorizer._cache) == 1
+
+
+def test_the_ttl_runs_from_the_authorizers_answer_not_from_the_question() -> None:
+    """A cold authorizer may take seconds to answer: that time must not use up the cached answer's."""
+    clock = Clock()
+
+    class SlowPools(FakePools):
+        def invoke(self, route: Route, event: dict[str, Any]) -> Any:
+            clock.now += 5  # a cold start
+            return super().invoke(route, event)
+
+    pools = SlowPools()
+    check = authorization(pools, clock, cache_seconds=2).check
+    route, event = route_event("GET", "/api/sessions", {"Authorization": "Bearer a"})
+
+    check(route, event)
+    clock.now += 1.5  # 6.5 s after the question, 1.5 s after the answer
+    check(route, event)
+
+    assert len(pools.authorizer_calls()) == 1

@@ -205,6 +205,26 @@ class ExecutionStore(Protocol):
     def record_callback(self, record: ExecutionRecord, report: dict[str, object]) -> None: ...
 
 
+@dataclass(frozen=True)
+class FinishedExecution:
+    """What a synchronous execute writes once its code has run: the lease it gives back, the
+    usage it adds to its tenant's day, and its record."""
+
+    session: Session
+    lease_id: str
+    now: int  # epoch seconds: the usage is counted on this day (UTC)
+    usage: dict[str, int]
+    record: ExecutionRecord
+
+
+class ExecutionFinisher(Protocol):
+    def finish(self, finished: FinishedExecution) -> bool:
+        """Release the lease, add the usage and put the record (in one round trip where the store
+        can). The usage and the record are written even when the lease was lost meanwhile, and
+        nothing twice. False: a record with this id exists already (nothing of it was written)."""
+        ...
+
+
 class ResultStore(Protocol):
     """Bodies too large for a table item (results, and the code of large async requests)."""
 

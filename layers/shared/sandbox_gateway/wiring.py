@@ -16,12 +16,14 @@ from sandbox_gateway.adapters.aws_outbound import (
 )
 from sandbox_gateway.adapters.callbacks import CallbackGuard, HttpCallbackSender
 from sandbox_gateway.adapters.dynamodb import DynamoDBSessionRepository
+from sandbox_gateway.adapters.execution_finish import DynamoDBExecutionFinisher
 from sandbox_gateway.adapters.execution_store import DynamoDBExecutionStore
 from sandbox_gateway.adapters.idempotency import IdempotentRequests
 from sandbox_gateway.adapters.kms import KmsSealer
 from sandbox_gateway.adapters.pool_store import DynamoDBSandboxPool
 from sandbox_gateway.adapters.secrets import e2b_api_key_source
 from sandbox_gateway.adapters.tenants import DynamoDBTenantStore, TenantCallbackSecrets
+from sandbox_gateway.api.context import vouched_quota_overrides
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.config import get_settings
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
@@ -204,7 +206,8 @@ def tenant_store() -> DynamoDBTenantStore:
 
 @cache
 def tenant_ledger() -> TenantLedger:
-    return TenantLedger(tenant_store(), default_quotas(get_settings()))
+    # A request's quotas come with the authorizer's answer when it carried them (no read).
+    return TenantLedger(tenant_store(), default_quotas(get_settings()), vouched=vouched_quota_overrides)
 
 
 @cache
@@ -233,7 +236,23 @@ def warm_pool() -> WarmPool:
 
 @cache
 def execution_service() -> ExecutionService:
-    return ExecutionService(session_service(), session_repository(), get_settings(), ledger=tenant_ledger())
+    return ExecutionService(
+        session_service(),
+        session_repository(),
+        get_settings(),
+        ledger=tenant_ledger(),
+        finisher=execution_finisher(),
+    )
+
+
+@cache
+def execution_finisher() -> DynamoDBExecutionFinisher | None:
+    """One transaction for a synchronous execute's release, usage and record; None when a test
+    put another session repository in place (the writes then go one by one)."""
+    repository = session_repository()
+    if not isinstance(repository, DynamoDBSessionRepository):
+        return None
+    return DynamoDBExecutionFinisher(sessions_table(), repository, tenant_store(), execution_store())
 
 
 @cache
@@ -287,6 +306,7 @@ def reset(*, keep_overrides: bool = False) -> None:
         access_sealer,
         warm_pool,
         session_service,
+        execution_finisher,
         execution_service,
         file_service,
         reaper_service,

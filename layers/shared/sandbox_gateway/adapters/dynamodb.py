@@ -46,6 +46,9 @@ QUOTA_RETRY_AFTER_SECONDS = 30  # a tenant at its live-session limit: one may en
 # execute's lease writes do not write the index.
 TENANT_INDEX = "SessionsByTenant"
 TENANT_SESSIONS_ATTRIBUTE = "tenant_sessions"
+# Giving a lease back: only the lease this execute took (a lapsed one may be another's by now).
+_RELEASE = "REMOVE lease_id, lease_until"
+_RELEASE_CONDITION = "lease_id = :lease"
 
 
 def live_shard(session_id: str) -> str:
@@ -224,11 +227,23 @@ class DynamoDBSessionRepository:
     def release_lease(self, session: Session, lease_id: str) -> None:
         self._update(
             session,
-            "REMOVE lease_id, lease_until",
-            "lease_id = :lease",
+            _RELEASE,
+            _RELEASE_CONDITION,
             {":lease": lease_id},
             with_status_name=False,
         )
+
+    def release_action(self, session: Session, lease_id: str) -> dict[str, Any]:
+        """`release_lease` as one action of a transaction (adapters/execution_finish.py)."""
+        return {
+            "Update": {
+                "Key": session_key(session.session_id),
+                "UpdateExpression": _RELEASE,
+                "ConditionExpression": f"attribute_exists(pk) AND #owner = :owner AND ({_RELEASE_CONDITION})",
+                "ExpressionAttributeNames": {"#owner": "tenant_id"},
+                "ExpressionAttributeValues": {":lease": lease_id, ":owner": session.tenant_id},
+            }
+        }
 
     # --- plumbing ----------------------------------------------------------------------------
     def _end(

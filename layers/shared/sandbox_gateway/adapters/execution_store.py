@@ -104,7 +104,7 @@ class DynamoDBExecutionStore:
     # --- writes: every one conditional ----------------------------------------------------------
     def put_new(self, record: ExecutionRecord) -> bool:
         try:
-            self._table.put_item(Item=self._to_item(record), ConditionExpression="attribute_not_exists(pk)")
+            self._table.put_item(**self.put_action(record)["Put"])
         except ClientError as exc:
             if condition_failed(exc):
                 return False  # a redelivery: the first delivery's record stands
@@ -112,6 +112,10 @@ class DynamoDBExecutionStore:
         except BotoCoreError as exc:
             raise StorageUnavailable(_UNAVAILABLE) from exc
         return True
+
+    def put_action(self, record: ExecutionRecord) -> dict[str, Any]:
+        """`put_new` as one action of a transaction (adapters/execution_finish.py)."""
+        return {"Put": {"Item": self._to_item(record), "ConditionExpression": "attribute_not_exists(pk)"}}
 
     def start(
         self, record: ExecutionRecord, now: float, session_id: str | None = None

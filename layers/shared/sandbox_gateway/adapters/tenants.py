@@ -243,14 +243,9 @@ class DynamoDBTenantStore:
 
     # --- usage -----------------------------------------------------------------------------
     def add_usage(self, tenant_id: str, day: str, counters: dict[str, int]) -> None:
-        counted = {name: int(value) for name, value in counters.items() if value and name in USAGE_COUNTERS}
-        if not counted:
+        request = usage_update(tenant_id, day, counters)
+        if request is None:
             return
-        request = {
-            "Key": usage_key(tenant_id, day),
-            "UpdateExpression": "ADD " + ", ".join(f"{name} :{name}" for name in counted),
-            "ExpressionAttributeValues": {f":{name}": value for name, value in counted.items()},
-        }
         # The day's item is also written by the transactions that start and end sessions.
         _call(
             with_conflict_retries,
@@ -276,6 +271,19 @@ class DynamoDBTenantStore:
         return sorted(
             (_to_usage(i) for i in _scan(self._table, Attr("sk").eq(f"{USAGE_SK_PREFIX}{day}"))), key=str
         )
+
+
+def usage_update(tenant_id: str, day: str, counters: dict[str, int]) -> dict[str, Any] | None:
+    """The update that adds `counters` to the tenant's day (an UpdateItem's arguments, or one
+    action of a transaction); None when there is nothing to add."""
+    counted = {name: int(value) for name, value in counters.items() if value and name in USAGE_COUNTERS}
+    if not counted:
+        return None
+    return {
+        "Key": usage_key(tenant_id, day),
+        "UpdateExpression": "ADD " + ", ".join(f"{name} :{name}" for name in counted),
+        "ExpressionAttributeValues": {f":{name}": value for name, value in counted.items()},
+    }
 
 
 class TenantCallbackSecrets:

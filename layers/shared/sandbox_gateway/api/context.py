@@ -53,3 +53,12 @@ def current_request() -> RequestContext:
     if context is None:
         raise RuntimeError("no request in progress: routes run inside request_scope()")
     return context
+
+
+def vouched_quota_overrides(tenant_id: str) -> dict[str, int] | None:
+    """The quota overrides the authorizer sent with the request in progress, if it is `tenant_id`'s;
+    None outside a request (the worker), or when the authorizer's answer carried none."""
+    context = _current.get()
+    if context is None or context.caller is None or context.caller.tenant_id != tenant_id:
+        return None
+    return context.caller.quota_overrides

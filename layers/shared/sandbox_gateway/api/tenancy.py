@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox_gateway.models.tenant import QUOTAS_CONTEXT_KEY, quota_overrides_from_context
+
 
 @dataclass(frozen=True)
 class Caller:
     tenant_id: str
     scopes: frozenset[str]
     key_id: str | None = None
+    # The tenant's quota overrides as the authorizer read them (None: it sent none; read them).
+    quota_overrides: dict[str, int] | None = None
 
 
 def caller_of(event: Any) -> Caller | None:
@@ -27,4 +31,9 @@ def caller_of(event: Any) -> Caller | None:
     scopes = context.get("scopes") if "scopes" in context else claims.get("scope", "")
     if isinstance(scopes, str):
         scopes = scopes.replace(" ", ",").split(",")
-    return Caller(str(tenant), frozenset(s for s in scopes or () if s), context.get("key_id"))
+    return Caller(
+        str(tenant),
+        frozenset(s for s in scopes or () if s),
+        context.get("key_id"),
+        quota_overrides_from_context(context.get(QUOTAS_CONTEXT_KEY)),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -42,6 +43,35 @@ class Quotas:
     def with_overrides(self, overrides: dict[str, int]) -> Quotas:
         known = {f.name for f in fields(self)}
         return Quotas(**{**vars(self), **{k: int(v) for k, v in overrides.items() if k in known}})
+
+
+# The authorizer's context key for a tenant's quota overrides (a JSON object in a string: context
+# values must be strings, numbers or booleans). Present, even as "{}", only when the authorizer read
+# them; absent, a route reads them itself (docs/decisions/0011-round-trips.md).
+QUOTAS_CONTEXT_KEY = "quotas"
+
+
+def quota_overrides_to_context(overrides: dict[str, int]) -> str:
+    return json.dumps({name: int(value) for name, value in overrides.items()}, sort_keys=True)
+
+
+def quota_overrides_from_context(value: object) -> dict[str, int] | None:
+    """The overrides an authorizer vouched for, or None when it sent none (or nothing usable):
+    the caller then reads them, never assumes "no overrides"."""
+    if not isinstance(value, str):
+        return None
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(decoded, dict):
+        return None
+    overrides: dict[str, int] = {}
+    for name, number in decoded.items():
+        if not isinstance(number, int) or isinstance(number, bool):
+            return None
+        overrides[str(name)] = number
+    return overrides
 
 
 @dataclass(frozen=True)

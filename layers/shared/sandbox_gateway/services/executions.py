@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from sandbox_gateway.catalogue import resolve_language
 from sandbox_gateway.config import Settings
 from sandbox_gateway.models.environment import Language
 from sandbox_gateway.models.errors import InvalidRequest, PayloadTooLarge, ProviderError, SessionBusy
 from sandbox_gateway.models.execution import CodeRun, ExecutionOutcome
+from sandbox_gateway.models.execution_record import ExecutionRecord
 from sandbox_gateway.models.session import Session
-from sandbox_gateway.ports import SessionRepository
+from sandbox_gateway.ports import ExecutionFinisher, FinishedExecution, SessionRepository
 from sandbox_gateway.services.output_budget import fit_outcome
 from sandbox_gateway.services.sessions import SessionService
 from sandbox_gateway.services.tenants import TenantLedger, within
@@ -34,6 +36,12 @@ class ExecutionReport:
     language: Language
     outcome: ExecutionOutcome
     duration_ms: float
+    # The run's record, when `execute` wrote it (with its `record_as` and a finisher).
+    record: ExecutionRecord | None = None
+
+
+# Builds the record of a run that has finished (a synchronous execute keeps one).
+RecordOf = Callable[[ExecutionReport], ExecutionRecord]
 
 
 class ExecutionService:
@@ -43,8 +51,10 @@ class ExecutionService:
         repository: SessionRepository,
         settings: Settings,
         ledger: TenantLedger | None = None,
+        finisher: ExecutionFinisher | None = None,
     ) -> None:
         self._ledger = ledger
+        self._finisher = finisher
         self._sessions = sessions
         self._leases = repository
         self._settings = settings
@@ -59,7 +69,11 @@ class ExecutionService:
         timeout_seconds: int | None,
         envs: dict[str, str],
         budget: ExecutionBudget | None = None,
+        record_as: RecordOf | None = None,
     ) -> ExecutionReport:
+        """Run code under the session's lease. With `record_as`, the run's record is written with
+        the lease's release and the usage, in one write where the store can
+        (docs/decisions/0011-round-trips.md)."""
         started = time.perf_counter()
         budget = budget or self.sync_budget()
         default_timeout = self.check_request(tenant_id, code, timeout_seconds, budget)
@@ -89,13 +103,29 @@ class ExecutionService:
             except ProviderError as failure:
                 # A DELETE that cut the run short is a 410 session_closed, not the provider's error.
                 self._sessions.provider_failed(usable, failure)
-        finally:
+            outcome = fit_outcome(outcome, budget.max_output_bytes)
+            duration_ms = (time.perf_counter() - started) * 1000
+            report = ExecutionReport(session, run.language, outcome, duration_ms)
+            record = record_as(report) if record_as is not None and self._finisher is not None else None
+        except BaseException:
+            self._leases.release_lease(session, lease_id)  # nothing to count or record: it did not run
+            raise
+        return self._finish(report, lease_id, now, record)
+
+    def _finish(
+        self, report: ExecutionReport, lease_id: str, now: int, record: ExecutionRecord | None
+    ) -> ExecutionReport:
+        """Give the lease back and count the run; with its record, all in one finisher's write."""
+        session = report.session
+        if record is None or self._finisher is None:
             self._leases.release_lease(session, lease_id)
-        outcome = fit_outcome(outcome, budget.max_output_bytes)
-        if self._ledger is not None:
-            self._ledger.record(tenant_id, executions=1)
-        duration_ms = (time.perf_counter() - started) * 1000
-        return ExecutionReport(session, run.language, outcome, duration_ms)
+            if self._ledger is not None:
+                self._ledger.record(session.tenant_id, executions=1)
+            return report
+        finished = FinishedExecution(session, lease_id, now, {"executions": 1}, record)
+        if not self._finisher.finish(finished):
+            raise InvalidRequest("execution id collision; retry")  # 2^64 random ids: never in practice
+        return replace(report, record=record)
 
     def sync_budget(self) -> ExecutionBudget:
         return ExecutionBudget(

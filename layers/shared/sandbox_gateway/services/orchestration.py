@@ -128,26 +128,40 @@ class ExecutionOrchestrator:
     ) -> dict[str, Any]:
         """Run now and answer the response body; the finished execution is recorded and reported."""
         created_at = self._clock()
+        bodies: list[dict[str, Any]] = []
+
+        def record_of(report: ExecutionReport) -> ExecutionRecord:
+            record = ExecutionRecord(
+                execution_id=new_execution_id(created_at),
+                tenant_id=tenant_id,
+                mode=ExecutionMode.SYNC,
+                source=ExecutionSource.API,
+                state=ExecutionState.RUNNING,
+                created_at=created_at,
+                session_id=session_id,
+                language=report.language.value,
+                started_at=created_at,
+            )
+            bodies.append(_response_body(record, report.language.value, report.outcome, report.duration_ms))
+            return self._with_result(record, bodies[-1], report.outcome.status)
+
+        # The record is written with the lease's release and the usage, in one round trip.
         report = self._executions.execute(
-            tenant_id, session_id, code=code, language=language, timeout_seconds=timeout_seconds, envs=envs
+            tenant_id,
+            session_id,
+            code=code,
+            language=language,
+            timeout_seconds=timeout_seconds,
+            envs=envs,
+            record_as=record_of,
         )
-        record = ExecutionRecord(
-            execution_id=new_execution_id(created_at),
-            tenant_id=tenant_id,
-            mode=ExecutionMode.SYNC,
-            source=ExecutionSource.API,
-            state=ExecutionState.RUNNING,
-            created_at=created_at,
-            session_id=session_id,
-            language=report.language.value,
-            started_at=created_at,
-        )
-        body = _response_body(record, report.language.value, report.outcome, report.duration_ms)
-        finished = self._with_result(record, body, report.outcome.status)
-        if not self._records.put_new(finished):
-            raise InvalidRequest("execution id collision; retry")  # 2^64 random ids: never in practice
+        finished = report.record
+        if finished is None:  # an execution service without a finisher: the record on its own
+            finished = record_of(report)
+            if not self._records.put_new(finished):
+                raise InvalidRequest("execution id collision; retry")  # 2^64 random ids: never in practice
         self._publish(finished)
-        return body
+        return bodies[-1]
 
     def replay_sync(self, tenant_id: str, execution_id: str) -> dict[str, Any]:
         """The body a synchronous execute answered (an Idempotency-Key replay), however large."""
