@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import select
 import socket
 import struct
@@ -31,6 +32,7 @@ from aws_lambda_powertools import Logger
 
 from sandbox_gateway.adapters.code_interpreter import execution_from_ndjson, outcome_from_execution, timed_out
 from sandbox_gateway.config import Settings
+from sandbox_gateway.models.environment import Environment
 from sandbox_gateway.models.errors import (
     DomainError,
     FileNotFound,
@@ -44,7 +46,7 @@ from sandbox_gateway.models.errors import (
 )
 from sandbox_gateway.models.execution import CodeRun, ExecutionOutcome, ExecutionStatus
 from sandbox_gateway.models.files import FileEntry, FileType
-from sandbox_gateway.ports import CreatedSandbox, SandboxRef, SandboxSpec
+from sandbox_gateway.ports import CreatedSandbox, PooledSandbox, SandboxRef, SandboxSpec
 
 logger = Logger(child=True)
 
@@ -61,6 +63,8 @@ LABEL_SESSION = f"{LABEL}.session"
 LABEL_TENANT = f"{LABEL}.tenant"
 LABEL_EXPIRES = f"{LABEL}.expires-at"
 LABEL_OWNER = f"{LABEL}.owner"
+LABEL_POOL = f"{LABEL}.pool"  # a warm-pool container: the environment it was booted for
+POOL_PREFIX = "sgw-pool-"
 READY_TIMEOUT_SECONDS = 60
 AGENT_GRACE_SECONDS = 15  # beyond the code's own timeout: interrupt, kernel restart, sweep
 FILE_OP_TIMEOUT_SECONDS = 20
@@ -113,15 +117,40 @@ class DockerSandboxProvider:
 
     # --- lifecycle -------------------------------------------------------------------------
     def create(self, spec: SandboxSpec) -> CreatedSandbox:
-        name = f"sgw-{spec.session_id}"
-        env = spec.environment
         labels = {
-            LABEL_MANAGED: "true",
             LABEL_SESSION: spec.session_id,
             LABEL_TENANT: spec.tenant_id,
             LABEL_EXPIRES: str(int(self._clock()) + spec.timeout_seconds),
-            LABEL_OWNER: self._settings.docker_owner,
         }
+        name = f"sgw-{spec.session_id}"
+        self._started(name, spec.environment, labels, spec.envs)
+        return CreatedSandbox(name)  # reached by its name: no access to keep
+
+    def boot(self, environment: Environment, timeout_seconds: int) -> CreatedSandbox:
+        """For the warm pool: started and prepared as `create` does, with no session and no envs;
+        its label ends it `timeout_seconds` from now unless a session binds it first."""
+        labels = {LABEL_POOL: environment.name, LABEL_EXPIRES: str(int(self._clock()) + timeout_seconds)}
+        name = f"{POOL_PREFIX}{secrets.token_hex(8)}"
+        self._started(name, environment, labels, {})
+        return CreatedSandbox(name)
+
+    def bind(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
+        """Makes a pooled container the session's by renaming it: labels cannot change after a
+        start, a name can, and only the Engine can change it (not the code inside). The new name
+        carries what a created container's labels do (session, tenant, first expiry), so the
+        reaper and `make reap` treat it as one (see `_binding`). One Engine call, and one look."""
+        name = _bound_name(spec.session_id, int(self._clock()) + spec.timeout_seconds, spec.tenant_id)
+        with self._engine("bind the sandbox") as client:
+            container = client.containers.get(pooled.sandbox_id)
+            if container.status != "running":
+                raise SandboxGone(f"the pooled sandbox stopped ({container.status})")
+            container.rename(name)
+        return CreatedSandbox(name)
+
+    def _started(self, name: str, env: Environment, labels: dict[str, str], envs: dict[str, str]) -> None:
+        """A container with its volumes, started, its agent answering with the kernel warm in the
+        workspace; on any failure, nothing of it is left."""
+        labels = {LABEL_MANAGED: "true", LABEL_OWNER: self._settings.docker_owner, **labels}
         with self._engine("create the sandbox") as client:
             try:
                 volumes = {}
@@ -138,7 +167,7 @@ class DockerSandboxProvider:
                     name=name,
                     labels=labels,
                     volumes=volumes,
-                    environment={**BASE_ENVIRONMENT, **spec.envs},
+                    environment={**BASE_ENVIRONMENT, **envs},
                     use_config_proxy=False,  # the host's proxy settings are not the sandbox's
                     hostname="sandbox",
                     # The agent starts its kernels here: where code runs, relative paths resolve.
@@ -166,7 +195,6 @@ class DockerSandboxProvider:
                 # Nothing leaks: no container, no volume survives a failed create.
                 self._remove(client, name)
                 raise
-        return CreatedSandbox(name)  # reached by its name: no access to keep
 
     def extend(self, ref: SandboxRef, timeout_seconds: int) -> None:
         # The container has no clock of its own: the session's stored expiry is the truth, and
@@ -182,39 +210,36 @@ class DockerSandboxProvider:
     def reap(
         self, still_live: Callable[[str, str], bool] | None = None, *, everything: bool = False
     ) -> list[str]:
-        """Remove this owner's containers past their labelled expiry, unless `still_live(tenant,
-        session)` says a keep-alive extended them (labels cannot change; the session store can);
-        with `everything`, all of this owner's containers. Then volumes left without a container.
-        Cheap enough to run every ~30 s: one listing by label (no per-container inspect), the
-        session store consulted only for containers whose label says they expired."""
+        """Remove this owner's containers past their expiry, unless `still_live(tenant, session)`
+        says a keep-alive extended them (labels cannot change; the session store can); with
+        `everything`, all of this owner's containers. A bound pooled container's session and
+        first expiry are in its name, an unbound one's end in its label (`_binding`). Then volumes
+        no container mounts. Cheap enough to run every ~30 s: one listing by label (no
+        per-container inspect), the store consulted only for containers past their expiry."""
         now = int(self._clock())
         removed = []
         owned = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={self._settings.docker_owner}"]}
         with self._engine("reap expired sandboxes") as client:
             for summary in client.api.containers(all=True, filters=owned):
-                labels = summary.get("Labels") or {}
                 name = (summary.get("Names") or ["/"])[0].lstrip("/")
-                try:
-                    expired = everything or int(labels.get(LABEL_EXPIRES, "0")) <= now
-                except ValueError:
-                    expired = True
-                if not expired or not name:
+                if not name:
                     continue
-                if still_live is not None and still_live(
-                    labels.get(LABEL_TENANT, ""), labels.get(LABEL_SESSION, "")
-                ):
+                tenant, session, expires_at = _binding(name, summary.get("Labels") or {})
+                if not everything and expires_at > now:
+                    continue
+                if not everything and session and still_live is not None and still_live(tenant, session):
                     continue
                 self._remove(client, name)
                 removed.append(name)
-            in_use = {
-                (c.get("Names") or ["/"])[0].lstrip("/")
-                for c in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+            mounted = {
+                mount.get("Name")
+                for container in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+                for mount in container.get("Mounts") or []
             }
             for volume in client.volumes.list(filters=owned):
-                owner = volume.name.rsplit("-", 1)[0]
                 # A create makes its volumes just before its container: leave young ones alone.
                 young = _age_seconds(volume.attrs.get("CreatedAt"), now) <= ORPHAN_GRACE_SECONDS
-                if owner not in in_use and (everything or not young):
+                if volume.name not in mounted and (everything or not young):
                     _ignore_missing(volume.remove, force=True)
         return removed
 
@@ -598,9 +623,18 @@ class DockerSandboxProvider:
 
     @staticmethod
     def _remove(client: Any, name: str) -> None:
-        _ignore_missing(lambda: client.containers.get(name).remove(force=True))
-        for mount in ("workspace", "home", "tmp"):
-            _ignore_missing(lambda m=mount: client.volumes.get(f"{name}-{m}").remove(force=True))
+        """The container and its volumes: named after it, or (a bound pooled container, renamed
+        since) after the name it booted with, as its mounts say."""
+        volumes = {f"{name}-{mount}" for mount in ("workspace", "home", "tmp")}
+        try:
+            container = client.containers.get(name)
+        except _docker_errors().NotFound:
+            container = None
+        if container is not None:
+            volumes |= {m["Name"] for m in container.attrs.get("Mounts") or [] if m.get("Type") == "volume"}
+            _ignore_missing(container.remove, force=True)
+        for volume in sorted(volumes):
+            _ignore_missing(lambda v=volume: client.volumes.get(v).remove(force=True))
 
 
 class _Relay:
@@ -743,6 +777,27 @@ def _age_seconds(created_at: object, now: int) -> float:
         return now - datetime.fromisoformat(text).timestamp()
     except ValueError:
         return 0.0
+
+
+def _bound_name(session_id: str, expires_at: int, tenant_id: str) -> str:
+    """A bound pooled container's name: its session, first expiry and tenant, as a created one's
+    labels say them. Session ids and expiries have no dot; tenant ids may (so they come last)."""
+    return f"sgw-{session_id}.{expires_at}.{tenant_id}"
+
+
+def _binding(name: str, labels: dict[str, str]) -> tuple[str, str, int]:
+    """(tenant, session, expiry) of a container: a bound pooled one's from its name, others' from
+    their labels. An unbound pooled one has no session: its label's expiry alone ends it."""
+    if LABEL_POOL in labels and "." in name:
+        session, expires, tenant = ([*name.removeprefix("sgw-").split(".", 2), "", ""])[:3]
+    else:
+        session, expires, tenant = (
+            labels.get(key, "") for key in (LABEL_SESSION, LABEL_EXPIRES, LABEL_TENANT)
+        )
+    try:
+        return tenant, session, int(expires)
+    except ValueError:
+        return tenant, session, 0  # unreadable: expired, and the session store decides
 
 
 def _json_line(line: str) -> dict[str, Any]:
