@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warm-pool",
         default=None,
-        help="the stack's warm pool, e.g. e2b-python=10 (default: e2b-python=<--create-repeat>; '' none)",
+        help="the stack's warm pool, e.g. e2b-python=10 (default: <--create-repeat> each of e2b-python "
+        "and, when Docker is up, docker-python; '' none)",
     )
     parser.add_argument("--no-docker", action="store_true", help="skip the Docker provider's figures")
     parser.add_argument(
@@ -390,7 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     docker_missing = "skipped (--no-docker)" if args.no_docker else docker_unavailable()
     # The pool holds one sandbox per pooled create, booted before the run; nothing refills it (no
     # scheduler), so once the pooled case has drained it every other create boots, as without one.
-    warm_pool = args.warm_pool if args.warm_pool is not None else f"e2b-python={args.create_repeat}"
+    warm_pool = args.warm_pool
+    if warm_pool is None:
+        pooled = ["e2b-python"] + ([] if docker_missing else ["docker-python"])
+        warm_pool = ",".join(f"{environment}={args.create_repeat}" for environment in pooled)
     with running_stack(
         port=0, aws_port=0, concurrency=args.sessions, warm_pool=warm_pool, reaper_interval_seconds=0
     ) as stack:

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warm-pool",
         default=None,
-        help="sandboxes booted ahead per environment, e.g. e2b-python=2,e2b-node=1, so a create binds "
+        help="sandboxes booted ahead per environment, e.g. e2b-python=2,docker-python=1, so a create binds "
         f"one at once (default {DEFAULT_WARM_POOL} on the local host, none on E2B; empty: none); "
         "refilled with the reaper",
     )

@@ -296,8 +296,9 @@ def running_stack(
 
     DynamoDB, SQS, EventBridge and S3 answer on 127.0.0.1:`aws_port` (0: a free port; tests).
 
-    `warm_pool` ("e2b-python=1", WARM_POOL's form) boots that many sandboxes ahead, before the stack
-    is returned, and the scheduler keeps the pool full (template.yaml's PoolFunction); empty: none."""
+    `warm_pool` ("e2b-python=1,docker-python=1", WARM_POOL's form) boots that many sandboxes ahead,
+    before the stack is returned, and the scheduler keeps the pool full (template.yaml's
+    PoolFunction); empty: none."""
     docker_owner = f"stack-{secrets.token_hex(4)}"
     pool_sizes = Settings.from_environ({"WARM_POOL": warm_pool}).warm_pool  # a bad value fails here
     api_key = api_key or os.environ.get(DEV_KEY_VARIABLE) or None
