@@ -114,6 +114,7 @@ def test_a_create_binds_the_pooled_container_once_and_finds_it_fresh(
     assert entry.sandbox_id not in names(engine, owner)
     with pytest.raises(SandboxGone):  # claimed once: its pooled name is gone
         pooling.bind(entry, spec("ses_pool_again"))
+    pooling.kill(entry.sandbox_id)  # a retire that lost the race to the claim: its volumes are in use
 
     ref = ref_of(bound.sandbox_id, "ses_pool_first")
     assert run(pooling, ref, "import os; print(os.getcwd(), os.listdir('.'))") == "/workspace []\n"

@@ -634,7 +634,7 @@ class DockerSandboxProvider:
             volumes |= {m["Name"] for m in container.attrs.get("Mounts") or [] if m.get("Type") == "volume"}
             _ignore_missing(container.remove, force=True)
         for volume in sorted(volumes):
-            _ignore_missing(lambda v=volume: client.volumes.get(v).remove(force=True))
+            _remove_volume(client, volume)
 
 
 class _Relay:
@@ -814,6 +814,18 @@ def _ignore_missing(call: Callable[..., Any], **kwargs: Any) -> None:
         call(**kwargs)
     except _docker_errors().NotFound:
         pass
+
+
+def _remove_volume(client: Any, name: str) -> None:
+    """Gone already is fine; so is in use: a container (not this one) still mounts it, e.g. a
+    pooled container bound (renamed) after a sweep listed it. The orphan sweep takes it later."""
+    try:
+        client.volumes.get(name).remove(force=True)
+    except _docker_errors().NotFound:
+        pass
+    except _docker_errors().APIError as exc:
+        if exc.status_code != 409:
+            raise
 
 
 def _ulimits(settings: Settings) -> list[Any]:
