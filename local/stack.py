@@ -145,8 +145,18 @@ def dynamodb_server(port: int = 0) -> Iterator[str]:
         _dynamodb(url).create_table(TableName=TABLE_NAME, **sessions_table_definition())
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop_process(server)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace_seconds`: a local server holds
+    nothing worth waiting for (moto once sat past its SIGTERM and failed a test run's teardown)."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace_seconds)
 
 
 def _check_port_free(port: int) -> None:
