@@ -33,6 +33,8 @@ from urllib.parse import parse_qsl, urlencode
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
 
+from local import moto_transactions
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 LONG_POLL_INTERVAL_SECONDS = 0.1
 MAX_WAIT_SECONDS = 20  # SQS's longest WaitTimeSeconds
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    moto_transactions.install()  # transactions copy the items they touch, not whole tables
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,
