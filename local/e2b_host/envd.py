@@ -353,7 +353,16 @@ _EVENT_TYPES = {
     RENAME: filesystem_pb.EventType.RENAME,
     CHMOD: filesystem_pb.EventType.CHMOD,
 }
-_WATCH_KEEPALIVE_S = 20.0
+# A silent stream sends a keepalive this often unless the client asks otherwise
+# (``Keepalive-Ping-Interval``, seconds, as envd reads it).
+KEEPALIVE_S = 20.0
+
+
+def _keepalive_s(ctx: Any) -> float:
+    try:
+        return min(max(float(ctx.request_headers.get("keepalive-ping-interval") or KEEPALIVE_S), 1.0), 3600.0)
+    except ValueError:
+        return KEEPALIVE_S
 
 
 def _watch_event(
@@ -477,7 +486,7 @@ class FilesystemService(Filesystem):
             )
             while not watcher.closed:
                 try:
-                    await asyncio.wait_for(watcher.wakeup.wait(), timeout=_WATCH_KEEPALIVE_S)
+                    await asyncio.wait_for(watcher.wakeup.wait(), timeout=_keepalive_s(ctx))
                 except TimeoutError:
                     keepalive: Any = Oneof("keepalive", filesystem_pb.WatchDirResponse.KeepAlive())
                     yield filesystem_pb.WatchDirResponse(event=keepalive)
@@ -515,17 +524,6 @@ class FilesystemService(Filesystem):
 
 
 # --- Connect: process.Process --------------------------------------------------------------
-
-# A silent stream sends a keepalive this often unless the client asks otherwise
-# (``Keepalive-Ping-Interval``, seconds, as envd reads it).
-KEEPALIVE_S = 20.0
-
-
-def _keepalive_s(ctx: Any) -> float:
-    try:
-        return min(max(float(ctx.request_headers.get("keepalive-ping-interval") or KEEPALIVE_S), 1.0), 3600.0)
-    except ValueError:
-        return KEEPALIVE_S
 
 
 def _ns_pid(host_pid: int | None) -> int | None:
