@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
 
-from local import moto_transactions
+from local import moto_speedups, moto_transactions
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 LONG_POLL_INTERVAL_SECONDS = 0.1
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     moto_transactions.install()  # transactions copy the items they touch, not whole tables
+    moto_speedups.install()  # what moto recomputes per request, computed once
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,
