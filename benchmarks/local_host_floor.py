@@ -9,6 +9,7 @@ E2B SDK (its own kept-alive connection pool) against a host started for the run:
                   (the fresh one is the baseline: a new connection never met the 40 ms delayed-ACK
                   wait that a kept-alive one did before the host set TCP_NODELAY)
   SDK             Sandbox.connect, is_running (envd /health), files.read, run_code("1+1")
+  kernel          the same ipykernel driven by jupyter_client with no host: run_code's floor
 With --stack, also a trivial execute through the local stack's API (the local gateway, the
 functions, moto and a host of its own) beside run_code on the same sandbox, as `make bench` (a).
 """
@@ -27,6 +28,7 @@ from typing import Any
 import httpx
 from e2b_code_interpreter import Sandbox
 
+from benchmarks.bare_kernel import bench_kernel_alone
 from benchmarks.run import RESULTS, ROOT, percentiles, timed
 from local.e2b_host.testing import TEST_API_KEY, running_host
 
@@ -69,6 +71,7 @@ def bench_host(url: str, repeat: int) -> dict[str, dict[str, float]]:
         results["SDK run_code('1+1')"] = measure(run_code, repeat)
     finally:
         sandbox.kill()
+    results["ipykernel alone, no host (baseline)"] = bench_kernel_alone(repeat)
     return results
 
 

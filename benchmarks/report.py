@@ -95,6 +95,14 @@ def rows(report: dict[str, Any]) -> list[Row]:
             execute.get("sdk_direct"),
         )
     )
+    table.append(
+        _latency_row(
+            "SDK run_code 1+1, local host",
+            execute.get("sdk_direct"),
+            "ipykernel alone (no host)",
+            execute.get("kernel_alone"),
+        )
+    )
     docker = report.get("docker", {})
     if "error" in docker:
         table.append(_missing("execute 1+1, API (docker-python)", "API execute e2b-python", docker["error"]))

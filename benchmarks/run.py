@@ -6,7 +6,8 @@ chart of the latencies, local-stack.png, next to it. Every request goes to loopb
 loop is bounded in count and time.
 
   execute      `1+1` through the API vs run_code on the same sandbox through the E2B SDK;
-               docker-python through the API vs e2b-python through the API (when Docker is up)
+               docker-python through the API vs e2b-python through the API (when Docker is up);
+               SDK run_code vs the same ipykernel driven alone (benchmarks/bare_kernel.py)
   create       session create through the API vs a bare sandbox create (Sandbox.create; for
                Docker a bare container run); pooled creates when the stack reports a warm pool
   concurrency  N sessions executing at once for a fixed time: p95 vs p50, errors, throughput
@@ -39,6 +40,7 @@ from e2b_code_interpreter import Sandbox
 from sandbox_gateway.models.environment import DOCKER_SANDBOX_IMAGE
 
 from benchmarks import cold_imports
+from benchmarks.bare_kernel import bench_kernel_alone
 from benchmarks.report import format_table, machine, percentiles, rows, write_chart, write_json
 from benchmarks.round_trips import count_round_trips
 from local.stack import Stack, running_stack, tenant_store
@@ -118,6 +120,7 @@ def bench_execute_overhead(stack: Stack, repeat: int) -> dict[str, Any]:
     return {
         "api": api,
         "sdk_direct": sdk,
+        "kernel_alone": bench_kernel_alone(repeat),
         "overhead_p50_ms": round(api["p50_ms"] - sdk["p50_ms"], 2),
         "ratio_p50": round(api["p50_ms"] / sdk["p50_ms"], 2),
     }

@@ -29,7 +29,7 @@ def report() -> dict[str, Any]:
             "git_commit": "abc",
             "measured_at": "now",
         },
-        "execute": {"api": figures(80, 90), "sdk_direct": figures(40, 44)},
+        "execute": {"api": figures(80, 90), "sdk_direct": figures(40, 44), "kernel_alone": figures(32, 36)},
         "create": {"api": figures(500, 600, 10), "sandbox_create_alone": figures(50, 70, 10)},
         "create_pooled": {"error": "no warm pool configured"},
         "concurrency": {
@@ -74,6 +74,8 @@ def test_bench_report_each_figure_beside_its_baseline_as_a_ratio() -> None:
 
     execute = table["execute 1+1, API (e2b-python)"]
     assert (execute.value, execute.baseline_value, execute.ratio) == ("80.0 ms", "40.0 ms", 2.0)
+    run_code = table["SDK run_code 1+1, local host"]
+    assert (run_code.value, run_code.baseline_value, run_code.ratio) == ("40.0 ms", "32.0 ms", 1.25)
     assert table["create session, API (e2b-python)"].ratio == 10.0
     concurrency = table["20 sessions x 10.0 s, p95 (e2b-python)"]
     assert (concurrency.value, concurrency.baseline_value, concurrency.ratio) == ("600.0 ms", "400.0 ms", 1.5)
