@@ -11,6 +11,7 @@ import moto.backends
 import moto.core.responses
 import pytest
 from moto import mock_aws
+from moto.dynamodb.models.table import Table
 
 from local import moto_speedups
 
@@ -18,6 +19,7 @@ PATCHED = (
     (moto.backends, "list_of_moto_modules"),
     (moto.core.responses, "method_names_from_class"),
     (jsonpath_ng.ext, "parse"),
+    (Table, "query"),
 )
 
 
@@ -102,3 +104,97 @@ def test_dynamodb_answers_through_the_cached_dispatch(originals: dict[str, Any])
 
     assert item == {"pk": {"S": "a"}, "n": {"N": "1"}}
     assert moto.core.responses.method_names_from_class.cache_info().hits > 0
+
+
+def query_pages(dynamodb: Any, **query: Any) -> list[list[tuple[str, str]]]:
+    """Every page of a query, two items a page, as (pk, sk) pairs."""
+    pages, start = [], None
+    while True:
+        page = dynamodb.query(
+            TableName="t", Limit=2, **query, **({"ExclusiveStartKey": start} if start else {})
+        )
+        pages.append([(item["pk"]["S"], item["sk"]["S"]) for item in page["Items"]])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
+def queried_in_both_directions() -> list[list[list[tuple[str, str]]]]:
+    """Base-table and index queries, forward and backward, over items written out of key order
+    and with ties on the index's sort key (the table's keys must break them)."""
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName="t",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "owner", "at")
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "by_owner",
+                    "KeySchema": [
+                        {"AttributeName": "owner", "KeyType": "HASH"},
+                        {"AttributeName": "at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for n in (7, 3, 9, 1, 5, 8, 2, 6, 4, 0):
+            dynamodb.put_item(
+                TableName="t",
+                Item={
+                    "pk": {"S": f"P{n % 3}"},
+                    "sk": {"S": f"s{n}"},
+                    "owner": {"S": f"o{n % 2}"},
+                    "at": {"S": f"t{n // 4}"},  # ties within an owner
+                },
+            )
+        results = []
+        for forward in (True, False):
+            results.append(
+                query_pages(
+                    dynamodb,
+                    KeyConditionExpression="pk = :pk",
+                    ExpressionAttributeValues={":pk": {"S": "P1"}},
+                    ScanIndexForward=forward,
+                )
+            )
+            results.append(
+                query_pages(
+                    dynamodb,
+                    IndexName="by_owner",
+                    KeyConditionExpression="#o = :o",
+                    ExpressionAttributeNames={"#o": "owner"},
+                    ExpressionAttributeValues={":o": {"S": "o0"}},
+                    ScanIndexForward=forward,
+                )
+            )
+    return results
+
+
+def test_queries_answer_the_same_pages_without_the_table_wide_sort(originals: dict[str, Any]) -> None:
+    expected = queried_in_both_directions()
+    assert expected[0] == [[("P1", "s1"), ("P1", "s4")], [("P1", "s7")]]
+    assert sum(len(page) for page in expected[1]) == 5  # o0: 0, 2, 4, 6, 8
+
+    moto_speedups.install()
+    presorts = 0
+    original_all_items = Table.all_items
+
+    def counted(table: Table) -> Any:
+        nonlocal presorts
+        presorts += 1
+        return original_all_items(table)
+
+    Table.all_items = counted  # type: ignore[method-assign]
+    try:
+        assert queried_in_both_directions() == expected
+    finally:
+        Table.all_items = original_all_items  # type: ignore[method-assign]
+    assert presorts == 0  # no query went through moto's sorted listing
