@@ -8,11 +8,8 @@ never "no limits". A lease lost during the run still counts the execution once a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import botocore.client
-import pytest
 from sandbox_gateway.adapters.table_layout import session_key
 from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
 
@@ -22,20 +19,6 @@ from tests.support.fakes import FakeSandboxProvider
 from tests.support.handlers import invoke
 
 TENANT = "tenant-example"  # the events/ files' tenant
-
-
-@pytest.fixture
-def dynamodb_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    calls: list[str] = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def counting(self: Any, name: str, params: dict[str, Any]) -> Any:
-        if self.meta.service_model.service_name == "dynamodb":
-            calls.append(name)
-        return original(self, name, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
-    yield calls
 
 
 def call(

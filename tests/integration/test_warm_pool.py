@@ -21,6 +21,7 @@ from sandbox_gateway.services.pool import BOOT_MARGIN_SECONDS, WarmPool
 from local.stack import TABLE_NAME, dynamodb_server
 from tests.integration.conftest import Api, body_of
 from tests.support.clock import Clock
+from tests.support.events import load_event, with_authorized_quotas
 from tests.support.fakes import FakeSandboxProvider
 from tests.support.handlers import invoke
 
@@ -196,6 +197,25 @@ def test_create_binds_a_pooled_sandbox_and_the_pool_function_refills(
     ran = body_of(pooled_api.call("execute", "execute_python", created["session_id"]))
     assert ran["status"] == "ok"
     assert invoke("pool", {})["booted"] == 1
+
+
+def test_a_pooled_create_makes_four_dynamodb_calls_and_an_empty_pool_one_more_than_none(
+    pooled_api: Api, provider: FakeSandboxProvider, dynamodb_calls: list[str]
+) -> None:
+    def create() -> list[str]:
+        event = load_event("sessions_create")
+        with_authorized_quotas(event, {})  # today's authorizer: the quotas come with its answer
+        dynamodb_calls.clear()
+        assert invoke("sessions", event)["statusCode"] == 201
+        return list(dynamodb_calls)
+
+    assert invoke("pool", {})["booted"] == 2
+    # session + counter + usage; the pool's oldest entries; the claim; activate
+    assert create() == ["TransactWriteItems", "Query", "DeleteItem", "UpdateItem"]
+    assert len(provider.bound) == 1
+    create()
+    assert create() == ["TransactWriteItems", "Query", "UpdateItem"]  # the pool is empty now
+    assert len(provider.bound) == 2 and len(provider.sandboxes) == 3
 
 
 def test_create_without_a_pooled_sandbox_boots_one_as_before(
