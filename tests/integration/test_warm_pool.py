@@ -11,9 +11,12 @@ import boto3
 import pytest
 from sandbox_gateway import wiring
 from sandbox_gateway.adapters.pool_store import DynamoDBSandboxPool
+from sandbox_gateway.adapters.table_layout import session_key, tenant_key
+from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
 from sandbox_gateway.models.errors import SandboxGone
+from sandbox_gateway.models.session import Session, SessionStatus
 from sandbox_gateway.ports import PooledSandbox, SandboxSpec
 from sandbox_gateway.providers import ProviderRegistry
 from sandbox_gateway.services.pool import BOOT_MARGIN_SECONDS, WarmPool
@@ -119,7 +122,8 @@ def test_refill_boots_to_size_and_a_claim_binds_one(store: DynamoDBSandboxPool, 
 
     bound = pool.claim(spec("ses_a"))
     assert bound is not None and bound.sandbox_id in pooled_ids
-    assert bound.access == "sealed-for-ses_a"
+    # The access sealed at boot stays the sandbox's: binding reseals nothing.
+    assert bound.access == {created.sandbox_id: created.access for created in fake.booted}[bound.sandbox_id]
     assert fake.sandboxes[bound.sandbox_id].spec.session_id == "ses_a"
     assert len(store.entries("e2b-python")) == 1
     assert pool.refill(deadline=NOW + 50).booted == 1
@@ -199,23 +203,103 @@ def test_create_binds_a_pooled_sandbox_and_the_pool_function_refills(
     assert invoke("pool", {})["booted"] == 1
 
 
-def test_a_pooled_create_makes_four_dynamodb_calls_and_an_empty_pool_one_more_than_none(
+def authorized_create(**body: Any) -> dict[str, Any]:
+    """POST /api/sessions as after today's authorizer: the quotas (none here) come with its answer."""
+    event = load_event("sessions_create", **body)
+    with_authorized_quotas(event, {})
+    return invoke("sessions", event)
+
+
+def test_a_pooled_create_makes_two_dynamodb_calls_and_an_empty_pool_three(
     pooled_api: Api, provider: FakeSandboxProvider, dynamodb_calls: list[str]
 ) -> None:
     def create() -> list[str]:
-        event = load_event("sessions_create")
-        with_authorized_quotas(event, {})  # today's authorizer: the quotas come with its answer
         dynamodb_calls.clear()
-        assert invoke("sessions", event)["statusCode"] == 201
+        assert authorized_create()["statusCode"] == 201
         return list(dynamodb_calls)
 
     assert invoke("pool", {})["booted"] == 2
-    # session + counter + usage; the pool's oldest entries; the claim; activate
-    assert create() == ["TransactWriteItems", "Query", "DeleteItem", "UpdateItem"]
+    # the pool's oldest entries; the session (active, bound) + counter + usage + the claim
+    assert create() == ["Query", "TransactWriteItems"]
     assert len(provider.bound) == 1
     create()
-    assert create() == ["TransactWriteItems", "Query", "UpdateItem"]  # the pool is empty now
+    # the empty pool's query; the session + counter + usage; activate once its sandbox booted
+    assert create() == ["Query", "TransactWriteItems", "UpdateItem"]
     assert len(provider.bound) == 2 and len(provider.sandboxes) == 3
+
+
+def test_a_pooled_create_writes_the_session_bound_and_takes_the_entry_in_one_step(
+    pooled_api: Api, provider: FakeSandboxProvider, table: Any
+) -> None:
+    invoke("pool", {})
+    pool = DynamoDBSandboxPool(table)
+    oldest = pool.entries("e2b-python")[0]
+
+    created = body_of(authorized_create())
+
+    assert created["status"] == "active"
+    stored = table.get_item(Key=session_key(created["session_id"]))["Item"]
+    assert (stored["status"], stored["sandbox_id"]) == ("active", oldest.sandbox_id)
+    assert oldest.sandbox_id not in {entry.sandbox_id for entry in pool.entries("e2b-python")}
+    assert provider.bound == [oldest.sandbox_id]
+    assert body_of(pooled_api.call("execute", "execute_python", created["session_id"]))["status"] == "ok"
+
+
+def test_over_the_quota_a_pooled_create_takes_nothing_from_the_pool(
+    pooled_api: Api, provider: FakeSandboxProvider, table: Any
+) -> None:
+    invoke("pool", {})
+    DynamoDBTenantStore(table).set_quota_overrides("tenant-example", {"max_active_sessions": 1})
+    assert authorized_create()["statusCode"] == 201
+    before = DynamoDBSandboxPool(table).entries("e2b-python")
+
+    event = load_event("sessions_create")
+    with_authorized_quotas(event, {"max_active_sessions": 1})
+    refused = invoke("sessions", event)
+
+    assert refused["statusCode"] == 429
+    assert DynamoDBSandboxPool(table).entries("e2b-python") == before  # the transaction took nothing
+    assert len(provider.bound) == 1
+
+
+def test_a_pooled_sandbox_that_cannot_be_bound_is_killed_and_replaced(
+    pooled_api: Api, provider: FakeSandboxProvider, table: Any
+) -> None:
+    invoke("pool", {})
+    first, second = (created.sandbox_id for created in provider.booted)
+    provider.fail_bind = SandboxGone("died in the pool")
+
+    created = body_of(authorized_create())
+
+    assert created["status"] == "active"
+    assert provider.killed == [first] and provider.bound == [second]
+    stored = table.get_item(Key=session_key(created["session_id"]))["Item"]
+    assert stored["sandbox_id"] == second  # the session points at the sandbox that runs
+    assert DynamoDBSandboxPool(table).entries("e2b-python") == []
+    assert body_of(pooled_api.call("execute", "execute_python", created["session_id"]))["status"] == "ok"
+
+
+def test_a_claim_that_lost_the_race_writes_nothing(repository: Any, table: Any) -> None:
+    pool = DynamoDBSandboxPool(table)
+    taken = entry("sbx-taken")
+    pool.add(taken)
+    assert pool.remove(taken)  # another create took it
+    session = Session(
+        "ses_race",
+        "tenant-a",
+        "agent",
+        "e2b-python",
+        Provider.E2B,
+        SessionStatus.ACTIVE,
+        int(NOW),
+        int(NOW) + 300,
+        int(NOW),
+        sandbox_id="sbx-taken",
+    )
+
+    assert repository.put_new(session, None, claiming=taken) is False
+    assert "Item" not in table.get_item(Key=session_key("ses_race"))
+    assert "Item" not in table.get_item(Key=tenant_key("tenant-a"))  # not counted either
 
 
 def test_create_without_a_pooled_sandbox_boots_one_as_before(

@@ -98,7 +98,10 @@ class FakeSandboxProvider:
             raise SandboxGone("the pooled sandbox is gone")
         sandbox.spec, sandbox.timeout_seconds = spec, spec.timeout_seconds
         self.bound.append(pooled.sandbox_id)
-        return CreatedSandbox(pooled.sandbox_id, f"sealed-for-{spec.session_id}")
+        return self.bound_as(pooled, spec)
+
+    def bound_as(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
+        return CreatedSandbox(pooled.sandbox_id, pooled.access)
 
     def execute(self, ref: SandboxRef, run: CodeRun) -> ExecutionOutcome:
         sandbox = self._live(ref)

@@ -23,6 +23,9 @@ class SandboxSpec:
     timeout_seconds: int
     envs: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    # When the session ends (epoch seconds), if the caller knows: a bound pooled sandbox is named
+    # after it, and must be named the same before and after binding.
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,14 @@ class PoolingProvider(SandboxProvider, Protocol):
         """A sandbox as `create` leaves it (workspace ready, kernel warm), bound to no session."""
         ...
 
+    def bound_as(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
+        """What `bind` will return, without binding: the session's record names its sandbox in
+        the same write that claims it from the pool, before the bind."""
+        ...
+
     def bind(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
-        """Make a booted sandbox the session's: its lifetime from now; its access is kept."""
+        """Make a booted sandbox the session's: its lifetime from now; its access is kept.
+        Returns `bound_as(pooled, spec)`."""
         ...
 
 
@@ -101,6 +110,11 @@ class SandboxPool(Protocol):
 
     def entries(self, environment: str) -> builtins.list[PooledSandbox]: ...
 
+    def candidates(self, environment: str) -> builtins.list[PooledSandbox]:
+        """A few claimable entries, oldest first (none about to end); taking one is the caller's
+        conditional write (SessionRepository.put_new's `claiming`)."""
+        ...
+
     def claim(self, environment: str) -> PooledSandbox | None:
         """Take the oldest entry out of the pool, or None when it is empty."""
         ...
@@ -119,8 +133,19 @@ class SessionPage:
 class SessionRepository(Protocol):
     """Session metadata. Every state change is conditional; a failed condition returns None/False."""
 
-    def put_new(self, session: Session, max_active_sessions: int | None = None) -> None:
-        """Write a new session, counted against its tenant's live sessions (QuotaExceeded over the limit)."""
+    def put_new(
+        self,
+        session: Session,
+        max_active_sessions: int | None = None,
+        claiming: PooledSandbox | None = None,
+    ) -> bool:
+        """Write a new session, counted against its tenant's live sessions (QuotaExceeded over the
+        limit). With `claiming`, the session is already bound to that pooled sandbox and the same
+        write takes it out of the pool: False (nothing written) when another create took it first."""
+
+    def replace_sandbox(self, session: Session, sandbox: CreatedSandbox, now: int) -> Session | None:
+        """An active session's sandbox, still the one it was written with, becomes `sandbox` (its
+        pooled one could not be bound); None when the session moved on meanwhile."""
 
     def get(self, tenant_id: str, session_id: str) -> Session | None: ...
 

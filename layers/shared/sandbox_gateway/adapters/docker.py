@@ -134,18 +134,22 @@ class DockerSandboxProvider:
         self._started(name, environment, labels, {})
         return CreatedSandbox(name)
 
+    def bound_as(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
+        expires_at = spec.expires_at or int(self._clock()) + spec.timeout_seconds
+        return CreatedSandbox(_bound_name(spec.session_id, expires_at, spec.tenant_id))
+
     def bind(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
         """Makes a pooled container the session's by renaming it: labels cannot change after a
         start, a name can, and only the Engine can change it (not the code inside). The new name
         carries what a created container's labels do (session, tenant, first expiry), so the
         reaper and `make reap` treat it as one (see `_binding`). One Engine call, and one look."""
-        name = _bound_name(spec.session_id, int(self._clock()) + spec.timeout_seconds, spec.tenant_id)
+        bound = self.bound_as(pooled, spec)
         with self._engine("bind the sandbox") as client:
             container = client.containers.get(pooled.sandbox_id)
             if container.status != "running":
                 raise SandboxGone(f"the pooled sandbox stopped ({container.status})")
-            container.rename(name)
-        return CreatedSandbox(name)
+            container.rename(bound.sandbox_id)
+        return bound
 
     def _started(self, name: str, env: Environment, labels: dict[str, str], envs: dict[str, str]) -> None:
         """A container with its volumes, started, its agent answering with the kernel warm in the

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sandbox_gateway.adapters.pool_store import claim_action
 from sandbox_gateway.adapters.table_layout import (
     condition_failed,
     session_key,
@@ -25,7 +26,7 @@ from sandbox_gateway.models.environment import Provider
 from sandbox_gateway.models.errors import InvalidPageToken, QuotaExceeded, StorageUnavailable
 from sandbox_gateway.models.session import Session, SessionStatus
 from sandbox_gateway.models.tenant import utc_day
-from sandbox_gateway.ports import SessionPage
+from sandbox_gateway.ports import CreatedSandbox, PooledSandbox, SessionPage
 
 # Ended sessions stay readable (410 with their final status) this long after they expire;
 # then DynamoDB's TTL removes them (TTL itself may run a day or two late).
@@ -88,9 +89,16 @@ class DynamoDBSessionRepository:
         )
 
     # --- writes: every one conditional --------------------------------------------------------
-    def put_new(self, session: Session, max_active_sessions: int | None = None) -> None:
+    def put_new(
+        self,
+        session: Session,
+        max_active_sessions: int | None = None,
+        claiming: PooledSandbox | None = None,
+    ) -> bool:
         """Write a new session and count it against its tenant's live sessions, in one transaction:
-        two creates at the limit cannot both pass. The day's `sessions_created` counts it too."""
+        two creates at the limit cannot both pass. The day's `sessions_created` counts it too.
+        With `claiming`, the same transaction takes that entry out of the warm pool (the session
+        is written already bound to its sandbox): False, and nothing written, when it was gone."""
         counter: dict[str, Any] = {
             "Key": tenant_key(session.tenant_id),
             "UpdateExpression": "ADD active_sessions :one",
@@ -105,6 +113,7 @@ class DynamoDBSessionRepository:
             {"Put": {"Item": _to_item(session), "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Update": counter},
             {"Update": _usage_update(session.tenant_id, session.created_at, "sessions_created", 1)},
+            *([claim_action(claiming)] if claiming is not None else []),
         )
         if cancelled and cancelled[1]:
             raise QuotaExceeded(
@@ -112,8 +121,11 @@ class DynamoDBSessionRepository:
                 "close one or wait for one to end",
                 retry_after_seconds=QUOTA_RETRY_AFTER_SECONDS,
             )
+        if cancelled and claiming is not None and cancelled[3]:
+            return False  # another create claimed the pooled sandbox first
         if cancelled:
             raise StorageUnavailable("session storage refused the new session; retry")
+        return True
 
     def activate(
         self, session: Session, sandbox_id: str, now: int, sandbox_access: str | None = None
@@ -129,6 +141,21 @@ class DynamoDBSessionRepository:
             update += ", sandbox_access = :access"
             values[":access"] = sandbox_access
         return self._update(session, update, "#status = :creating AND expires_at > :now", values)
+
+    def replace_sandbox(self, session: Session, sandbox: CreatedSandbox, now: int) -> Session | None:
+        values: dict[str, Any] = {
+            ":active": SessionStatus.ACTIVE.value,
+            ":old": session.sandbox_id,
+            ":sandbox": sandbox.sandbox_id,
+            ":now": now,
+        }
+        update = "SET sandbox_id = :sandbox, updated_at = :now"
+        if sandbox.access is not None:
+            update += ", sandbox_access = :access"
+            values[":access"] = sandbox.access
+        else:
+            update += " REMOVE sandbox_access"
+        return self._update(session, update, "#status = :active AND sandbox_id = :old", values)
 
     def mark_failed(self, session: Session, reason: str, now: int) -> Session | None:
         return self._end(

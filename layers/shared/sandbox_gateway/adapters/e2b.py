@@ -191,12 +191,15 @@ class E2BSandboxProvider:
             raise
         return CreatedSandbox(str(sandbox.sandbox_id), access)
 
+    def bound_as(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
+        return CreatedSandbox(pooled.sandbox_id, pooled.access)
+
     def bind(self, pooled: PooledSandbox, spec: SandboxSpec) -> CreatedSandbox:
         """The session's lifetime starts now: one control-plane call. Its sealed access, bound to the
         sandbox, becomes the session's as it is (no KMS call)."""
         with _translated("bind the sandbox"):
             Sandbox.set_timeout(pooled.sandbox_id, spec.timeout_seconds, **self._opts())
-        return CreatedSandbox(pooled.sandbox_id, pooled.access)
+        return self.bound_as(pooled, spec)
 
     def _started(
         self, env: Environment, timeout_seconds: int, metadata: dict[str, str], envs: dict[str, str]

@@ -60,37 +60,46 @@ class DynamoDBSandboxPool:
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return [_entry(item) for item in items]
 
-    def claim(self, environment: str) -> PooledSandbox | None:
+    def candidates(self, environment: str) -> list[PooledSandbox]:
         usable_after = int(self._clock()) + CLAIM_MARGIN_SECONDS
+        with _store("read the warm pool"):
+            page = self._table.query(
+                KeyConditionExpression=Key("pk").eq(pool_pk(environment)),
+                Limit=CLAIM_CANDIDATES,
+                ConsistentRead=True,  # an entry added a moment ago is claimable at once
+            )
+        # Stale entries are left for the refill to retire (and kill).
+        return [entry for entry in map(_entry, page.get("Items", [])) if entry.expires_at > usable_after]
+
+    def claim(self, environment: str) -> PooledSandbox | None:
         for _ in range(CLAIM_ROUNDS):
-            with _store("read the warm pool"):
-                page = self._table.query(
-                    KeyConditionExpression=Key("pk").eq(pool_pk(environment)),
-                    Limit=CLAIM_CANDIDATES,
-                    ConsistentRead=True,  # an entry added a moment ago is claimable at once
-                )
-            candidates = [_entry(item) for item in page.get("Items", [])]
+            candidates = self.candidates(environment)
+            for entry in candidates:
+                if self.remove(entry):
+                    return entry
             if not candidates:
                 return None
-            for entry in candidates:
-                if entry.expires_at > usable_after and self.remove(entry):
-                    return entry
-            if "LastEvaluatedKey" not in page:
-                return None  # only stale entries are left: the refill retires them
         return None
 
     def remove(self, entry: PooledSandbox) -> bool:
         with _store("take from the warm pool"):
             try:
-                self._table.delete_item(
-                    Key={"pk": pool_pk(entry.environment), "sk": _sk(entry)},
-                    ConditionExpression="attribute_exists(pk)",
-                )
+                self._table.delete_item(**claim_action(entry)["Delete"])
             except ClientError as exc:
                 if condition_failed(exc):
                     return False  # a claim (or a retire) took it first
                 raise
         return True
+
+
+def claim_action(entry: PooledSandbox) -> dict[str, Any]:
+    """Taking `entry` out of the pool, as a transaction's action: of two takers, one succeeds."""
+    return {
+        "Delete": {
+            "Key": {"pk": pool_pk(entry.environment), "sk": _sk(entry)},
+            "ConditionExpression": "attribute_exists(pk)",
+        }
+    }
 
 
 def _sk(entry: PooledSandbox) -> str:

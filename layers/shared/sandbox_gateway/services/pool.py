@@ -64,19 +64,33 @@ class WarmPool:
         return self._sizes.get(environment, 0)
 
     # --- claim (session create) -----------------------------------------------------------
-    def claim(self, spec: SandboxSpec) -> CreatedSandbox | None:
-        """A pooled sandbox bound to the session, or None: then the caller boots one as before.
+    def offer(self, spec: SandboxSpec) -> tuple[PoolingProvider, list[PooledSandbox]] | None:
+        """The provider and a few claimable pooled sandboxes for this session, oldest first, or None
+        (no pool for its environment, `envs` asked for, or the pool empty). Taking one is the
+        session's own first write (SessionRepository.put_new's `claiming`), then `bind`.
 
         Never fails the create: a pool that cannot answer is an empty pool."""
-        env = spec.environment
-        provider = self._pooling(env)
-        if provider is None or spec.envs or not self.size(env.name):
+        provider = self._usable_for(spec)
+        if provider is None:
+            return None
+        try:
+            entries = self._store.candidates(spec.environment.name)
+        except DomainError as exc:
+            _unavailable(spec, exc)
+            return None
+        return (provider, entries) if entries else None
+
+    def claim(self, spec: SandboxSpec) -> CreatedSandbox | None:
+        """A pooled sandbox taken out of the pool and bound to the session, or None: then the
+        caller boots one as before. Never fails the create."""
+        provider = self._usable_for(spec)
+        if provider is None:
             return None
         for _ in range(CLAIM_ATTEMPTS):
             try:
-                entry = self._store.claim(env.name)
+                entry = self._store.claim(spec.environment.name)
             except DomainError as exc:
-                logger.warning("warm pool unavailable", extra={"environment": env.name, "error": exc.code})
+                _unavailable(spec, exc)
                 return None
             if entry is None:
                 return None
@@ -86,6 +100,13 @@ class WarmPool:
                 logger.warning("a pooled sandbox could not be bound", extra={"error": exc.code})
                 _kill_quietly(provider, entry.sandbox_id)
         return None
+
+    def _usable_for(self, spec: SandboxSpec) -> PoolingProvider | None:
+        env = spec.environment
+        provider = self._pooling(env)
+        if provider is None or spec.envs or not self.size(env.name):
+            return None
+        return provider
 
     # --- refill (scheduled) ---------------------------------------------------------------
     def refill(self, deadline: float) -> RefillReport:
@@ -142,6 +163,10 @@ class WarmPool:
         if callable(getattr(provider, "boot", None)) and callable(getattr(provider, "bind", None)):
             return cast(PoolingProvider, provider)
         return None
+
+
+def _unavailable(spec: SandboxSpec, error: DomainError) -> None:
+    logger.warning("warm pool unavailable", extra={"environment": spec.environment.name, "error": error.code})
 
 
 def _kill_quietly(provider: SandboxProvider, sandbox_id: str) -> None:

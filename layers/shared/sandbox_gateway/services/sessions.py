@@ -97,11 +97,6 @@ class SessionService:
             expires_at=now + lifetime,
             metadata=dict(metadata),
         )
-        # The item exists before the sandbox does, so a crash in between leaves a trace
-        # (a `creating` session that the reaper can find) rather than an orphan sandbox.
-        self._repository.put_new(session, quotas.max_active_sessions if quotas else None)
-        self._abandon_if_too_late(session, None, None)
-        sandbox_provider = self._providers(env.provider)
         spec = SandboxSpec(
             session_id=session.session_id,
             tenant_id=tenant_id,
@@ -109,14 +104,22 @@ class SessionService:
             timeout_seconds=lifetime,
             envs=dict(envs),
             metadata=dict(metadata),
+            expires_at=session.expires_at,
         )
-        created = self._pool.claim(spec) if self._pool is not None else None
-        if created is None:
-            try:
-                created = sandbox_provider.create(spec)
-            except DomainError as exc:
-                self._mark_failed_quietly(session, exc.code)
-                raise
+        max_active = quotas.max_active_sessions if quotas else None
+        pooled = self._start_pooled(session, spec, max_active)
+        if pooled is not None:
+            return pooled
+        # The item exists before the sandbox does, so a crash in between leaves a trace
+        # (a `creating` session that the reaper can find) rather than an orphan sandbox.
+        self._repository.put_new(session, max_active)
+        self._abandon_if_too_late(session, None, None)
+        sandbox_provider = self._providers(env.provider)
+        try:
+            created = sandbox_provider.create(spec)
+        except DomainError as exc:
+            self._mark_failed_quietly(session, exc.code)
+            raise
         sandbox_id = created.sandbox_id
         self._abandon_if_too_late(session, sandbox_provider, sandbox_id)
         try:
@@ -125,14 +128,66 @@ class SessionService:
             self._kill_quietly(sandbox_provider, sandbox_id)
             raise
         if activated is None:
-            # The session ended while its sandbox was starting (a DELETE, or its expiry).
-            self._kill_quietly(sandbox_provider, sandbox_id)
-            current = self._repository.get(tenant_id, session.session_id)
-            if current is not None and current.status in TERMINAL_STATUSES:
-                raise _gone_error(current)
-            self._mark_failed_quietly(session, "expired_during_create")
-            raise SessionExpired("the session expired while its sandbox was starting")
+            self._ended_while_starting(session, sandbox_provider, sandbox_id)
         return activated
+
+    def _start_pooled(self, session: Session, spec: SandboxSpec, max_active: int | None) -> Session | None:
+        """With a pooled sandbox: one write makes the session, already active with that sandbox,
+        counts it, and takes the sandbox out of the pool (the pool's entry was its trace until
+        then); then the sandbox is bound. None: no pooled sandbox, the caller boots one."""
+        offer = self._pool.offer(spec) if self._pool is not None else None
+        if offer is None:
+            return None
+        provider, entries = offer
+        for entry in entries:
+            bound = provider.bound_as(entry, spec)
+            active = replace(
+                session,
+                status=SessionStatus.ACTIVE,
+                sandbox_id=bound.sandbox_id,
+                sandbox_access=bound.access,
+            )
+            if not self._repository.put_new(active, max_active, claiming=entry):
+                continue  # another create took this one
+            # Until bound, the sandbox answers to its pooled id.
+            self._abandon_if_too_late(active, provider, entry.sandbox_id)
+            try:
+                provider.bind(entry, spec)
+            except DomainError as exc:
+                logger.warning("a pooled sandbox could not be bound", extra={"error": exc.code})
+                self._kill_quietly(provider, entry.sandbox_id)
+                return self._with_another_sandbox(active, spec)
+            return active
+        return None
+
+    def _with_another_sandbox(self, active: Session, spec: SandboxSpec) -> Session:
+        """The session's pooled sandbox could not be bound (it died in the pool): the next pooled
+        one, else a new one, replaces it."""
+        provider = self._providers(active.provider)
+        created = self._pool.claim(spec) if self._pool is not None else None
+        if created is None:
+            try:
+                created = provider.create(spec)
+            except DomainError as exc:
+                self._mark_failed_quietly(active, exc.code)
+                raise
+        try:
+            replaced = self._repository.replace_sandbox(active, created, self.now())
+        except Exception:
+            self._kill_quietly(provider, created.sandbox_id)
+            raise
+        if replaced is None:
+            self._ended_while_starting(active, provider, created.sandbox_id)
+        return replaced
+
+    def _ended_while_starting(self, session: Session, provider: SandboxProvider, sandbox_id: str) -> NoReturn:
+        """The session ended while its sandbox was starting (a DELETE, or its expiry)."""
+        self._kill_quietly(provider, sandbox_id)
+        current = self._repository.get(session.tenant_id, session.session_id)
+        if current is not None and current.status in TERMINAL_STATUSES:
+            raise _gone_error(current)
+        self._mark_failed_quietly(session, "expired_during_create")
+        raise SessionExpired("the session expired while its sandbox was starting")
 
     def _abandon_if_too_late(
         self, session: Session, provider: SandboxProvider | None, sandbox_id: str | None
