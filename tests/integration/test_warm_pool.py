@@ -12,7 +12,6 @@ import pytest
 from sandbox_gateway import wiring
 from sandbox_gateway.adapters.pool_store import DynamoDBSandboxPool
 from sandbox_gateway.adapters.table_layout import session_key, tenant_key
-from sandbox_gateway.adapters.tenants import DynamoDBTenantStore
 from sandbox_gateway.catalogue import EnvironmentCatalogue
 from sandbox_gateway.models.environment import BUILT_IN_ENVIRONMENTS, Provider
 from sandbox_gateway.models.errors import SandboxGone
@@ -203,9 +202,9 @@ def test_create_binds_a_pooled_sandbox_and_the_pool_function_refills(
     assert invoke("pool", {})["booted"] == 1
 
 
-def authorized_create(**body: Any) -> dict[str, Any]:
+def authorized_create() -> dict[str, Any]:
     """POST /api/sessions as after today's authorizer: the quotas (none here) come with its answer."""
-    event = load_event("sessions_create", **body)
+    event = load_event("sessions_create")
     with_authorized_quotas(event, {})
     return invoke("sessions", event)
 
@@ -249,7 +248,6 @@ def test_over_the_quota_a_pooled_create_takes_nothing_from_the_pool(
     pooled_api: Api, provider: FakeSandboxProvider, table: Any
 ) -> None:
     invoke("pool", {})
-    DynamoDBTenantStore(table).set_quota_overrides("tenant-example", {"max_active_sessions": 1})
     assert authorized_create()["statusCode"] == 201
     before = DynamoDBSandboxPool(table).entries("e2b-python")
 

@@ -178,23 +178,22 @@ def queried_in_both_directions() -> list[list[list[tuple[str, str]]]]:
     return results
 
 
-def test_queries_answer_the_same_pages_without_the_table_wide_sort(originals: dict[str, Any]) -> None:
+def test_queries_answer_the_same_pages_without_the_table_wide_sort(
+    originals: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     expected = queried_in_both_directions()
     assert expected[0] == [[("P1", "s1"), ("P1", "s4")], [("P1", "s7")]]
     assert sum(len(page) for page in expected[1]) == 5  # o0: 0, 2, 4, 6, 8
 
     moto_speedups.install()
     presorts = 0
-    original_all_items = Table.all_items
+    sorted_listing = Table.all_items
 
     def counted(table: Table) -> Any:
         nonlocal presorts
         presorts += 1
-        return original_all_items(table)
+        return sorted_listing(table)
 
-    Table.all_items = counted  # type: ignore[method-assign]
-    try:
-        assert queried_in_both_directions() == expected
-    finally:
-        Table.all_items = original_all_items  # type: ignore[method-assign]
+    monkeypatch.setattr(Table, "all_items", counted)
+    assert queried_in_both_directions() == expected
     assert presorts == 0  # no query went through moto's sorted listing
